@@ -1,0 +1,80 @@
+//! Comment-preserving edits of `sovereign.toml`, for commands that change the file
+//! (`sovereign peer ...`). The user's comments and layout survive every edit.
+
+use crate::config::{Peer, PeerStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("the file is not valid TOML: {0}")]
+    Parse(#[from] toml_edit::TomlError),
+    #[error("`peer` in the file is not an array of tables ([[peer]])")]
+    PeerNotArrayOfTables,
+}
+
+/// Insert `peer`, or update the `[[peer]]` entry with the same name, and return the new text.
+pub fn upsert_peer(text: &str, peer: &Peer) -> Result<String, EditError> {
+    let mut document: toml_edit::DocumentMut = text.parse()?;
+    let item = document
+        .entry("peer")
+        .or_insert_with(|| toml_edit::Item::ArrayOfTables(toml_edit::ArrayOfTables::new()));
+    let tables = item.as_array_of_tables_mut().ok_or(EditError::PeerNotArrayOfTables)?;
+    let existing = tables
+        .iter_mut()
+        .find(|t| t.get("name").and_then(|v| v.as_str()) == Some(peer.name.as_str()));
+    match existing {
+        Some(table) => fill(table, peer),
+        None => {
+            let mut table = toml_edit::Table::new();
+            fill(&mut table, peer);
+            tables.push(table);
+        }
+    }
+    Ok(document.to_string())
+}
+
+fn fill(table: &mut toml_edit::Table, peer: &Peer) {
+    table["name"] = toml_edit::value(peer.name.as_str());
+    table["address"] = toml_edit::value(peer.address.to_string());
+    table["public_key"] = toml_edit::value(peer.public_key.as_str());
+    if !peer.created.is_empty() {
+        table["created"] = toml_edit::value(peer.created.as_str());
+    }
+    table["status"] = toml_edit::value(match peer.status {
+        PeerStatus::Active => "active",
+        PeerStatus::Revoked => "revoked",
+    });
+    table["preshared_key"] = toml_edit::value(peer.preshared_key);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, last: u8) -> Peer {
+        Peer {
+            name: name.into(),
+            address: std::net::Ipv4Addr::new(10, 10, 10, last),
+            public_key: "YNqHbfBQKaGvzefSSuufuJpMWOX+X1ApM6aeN2xoU2s=".into(),
+            created: "2026-11-29T00:00:00Z".into(),
+            status: PeerStatus::Active,
+            preshared_key: true,
+        }
+    }
+
+    #[test]
+    fn appends_then_updates_in_place_and_keeps_comments() {
+        let text = "# my router\n[wan]\nendpoint = \"vpn.example.com:51820\" # public\n";
+        let once = upsert_peer(text, &peer("laptop", 2)).unwrap();
+        let twice = upsert_peer(&once, &peer("phone", 3)).unwrap();
+        let mut revoked = peer("laptop", 2);
+        revoked.status = PeerStatus::Revoked;
+        let updated = upsert_peer(&twice, &revoked).unwrap();
+        assert!(updated.starts_with("# my router\n"));
+        assert!(updated.contains("# public"));
+        assert_eq!(updated.matches("[[peer]]").count(), 2);
+        assert!(updated.contains("status = \"revoked\""));
+        let parsed = crate::parse(&updated, std::path::Path::new("t.toml")).unwrap();
+        assert_eq!(parsed.peers.len(), 2);
+        assert_eq!(parsed.peers[0].status, PeerStatus::Revoked);
+    }
+}

@@ -1,0 +1,70 @@
+//! The one definition of the command line. Help, the man page and shell
+//! completions are all generated from it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sovereign",
+    version,
+    about = "A private AI server you can reach from anywhere and nobody else can",
+    long_about = "sovereign turns one declarative file (sovereign.toml) into the whole deployment: \
+                  the router's WireGuard and firewall, the peers' configs, the Ollama service and \
+                  the clients' setup. Then it proves the result: statically, by evaluating the real \
+                  firewall ruleset, and live, by probing from every vantage point.",
+    after_help = "Examples:\n  \
+        sovereign init --yes --endpoint vpn.example.com:51820\n  \
+        sovereign plan\n  \
+        sovereign peer add laptop\n  \
+        sovereign router render --out ./router\n  \
+        sovereign demo\n\n\
+        Exit codes: 0 ok, 1 a check failed, 2 a usage or config error."
+)]
+pub struct Cli {
+    /// The deployment file.
+    #[arg(
+        long,
+        global = true,
+        env = "SOVEREIGN_CONFIG",
+        default_value = sovereign_model::DEFAULT_CONFIG_FILE,
+        value_name = "PATH"
+    )]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented sovereign.toml.
+    Init(cmd::init::InitArgs),
+    /// Validate or show the effective configuration.
+    Config(cmd::config::ConfigArgs),
+    /// Render everything in memory and show what would run where (offline).
+    Plan(cmd::plan::PlanArgs),
+    /// Render, apply, audit and inspect the router.
+    Router(cmd::router::RouterArgs),
+    /// Manage WireGuard peers: add, list, show, export, rotate, revoke.
+    Peer(cmd::peer::PeerArgs),
+    /// Prove that a firewall ruleset enforces the intended reachability matrix.
+    Verify(cmd::verify::VerifyArgs),
+    /// Install and operate Ollama as a supervised service on the AI server.
+    Server(cmd::server::ServerArgs),
+    /// Check that an Ollama server speaks every API it should.
+    Check(cmd::check::CheckArgs),
+    /// Set up a client machine from a peer bundle.
+    Client(cmd::client::ClientArgs),
+    /// Build the whole system in network namespaces on this Linux machine.
+    Lab(cmd::lab::LabArgs),
+    /// Bring the lab up, show the matrix and an API call through the tunnel, tear down.
+    Demo(cmd::demo::DemoArgs),
+    /// Print shell completions.
+    Completions(cmd::docs::CompletionsArgs),
+    /// Print the man page (roff).
+    Man,
+}

@@ -1,0 +1,192 @@
+//! `sovereign plan`: the offline main job. Load the file (or the reference
+//! deployment), render every artifact in memory and show what would run where.
+
+use serde::Serialize;
+use sovereign_model::{BindMode, Deployment, Expect, IntentMatrix, Isolation, Platform, RouterTarget, Warning};
+
+use crate::context::{ConfigSource, Context, Outcome};
+use crate::output::{Table, print_json};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  sovereign plan\n  sovereign plan --json | jq .intent")]
+pub struct PlanArgs {
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Plan<'a> {
+    /// The file the plan came from, or null for the built-in reference deployment.
+    config: Option<String>,
+    deployment: &'a Deployment,
+    layers: Vec<Layer>,
+    intent: IntentMatrix,
+    warnings: Vec<Warning>,
+}
+
+#[derive(Debug, Serialize)]
+struct Layer {
+    name: &'static str,
+    runs: Vec<String>,
+}
+
+pub fn run(context: &Context, args: PlanArgs) -> anyhow::Result<Outcome> {
+    let (deployment, source) = context.load_or_reference()?;
+    let plan = Plan {
+        config: match &source {
+            ConfigSource::File(path) => Some(path.display().to_string()),
+            ConfigSource::Reference => None,
+        },
+        deployment: &deployment,
+        layers: layers(&deployment),
+        intent: sovereign_model::intent(&deployment),
+        warnings: sovereign_model::warnings(&deployment),
+    };
+    if args.json {
+        print_json(&plan)?;
+        return Ok(Outcome::Success);
+    }
+    match &source {
+        ConfigSource::File(path) => println!("sovereign plan for {}\n", path.display()),
+        ConfigSource::Reference => println!(
+            "No {} here: showing the built-in reference deployment. `sovereign init` writes your own.\n",
+            context.config_path().display()
+        ),
+    }
+    println!("Topology\n{}", topology(&deployment));
+    println!("What each layer runs");
+    for layer in &plan.layers {
+        println!("  {}", layer.name);
+        for line in &layer.runs {
+            println!("    - {line}");
+        }
+    }
+    println!("\nIntended reachability (rows: from, columns: to)\n{}", matrix_table(&plan.intent));
+    if !plan.warnings.is_empty() {
+        println!("Warnings");
+        for warning in &plan.warnings {
+            println!("  ! {}: {}", warning.field, warning.message);
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+fn topology(d: &Deployment) -> String {
+    let peers: Vec<String> = d.active_peers().map(|p| format!("{} {}", p.name, p.address)).collect();
+    let peers = if peers.is_empty() { "no peers yet".to_string() } else { peers.join(", ") };
+    let server_link = match d.server.isolation {
+        Isolation::DedicatedPort => format!("own router port {} (dedicated-port: routed /32, own zone)", d.server.router_port),
+        Isolation::Shared => format!("shared LAN bridge {} (NOT isolated from the LAN)", d.lan.interface),
+    };
+    format!(
+        "  internet -> {endpoint} -> router WAN {wan_if} {wan}, UDP {port} open\n\
+         \x20              |-- {wg_if} {wg_addr}/{wg_len} MTU {mtu}: {peers}\n\
+         \x20              `-- LAN {lan_if} {lan}, router {lan_rtr}\n\
+         \x20                    |-- AI server {server}:{api} via {server_link}\n\
+         \x20                    `-- other LAN devices\n",
+        endpoint = d.wan.endpoint,
+        wan_if = d.wan.interface,
+        wan = d.wan.address,
+        port = d.wireguard.listen_port,
+        wg_if = d.wireguard.interface,
+        wg_addr = d.wireguard.address,
+        wg_len = d.wireguard.subnet.prefix_len(),
+        mtu = d.wireguard.mtu,
+        lan_if = d.lan.interface,
+        lan = d.lan.subnet,
+        lan_rtr = d.lan.router_address,
+        server = d.server.address,
+        api = d.server.api_port,
+    )
+}
+
+fn layers(d: &Deployment) -> Vec<Layer> {
+    let router = match d.router.target {
+        RouterTarget::Openwrt => "OpenWrt (fw4 + netifd WireGuard), applied as one uci batch",
+        RouterTarget::Linux => "Linux (one nftables table `inet sovereign` + WireGuard), loaded atomically",
+    };
+    let vpn_ports = if d.policy.vpn_ssh {
+        format!("TCP {} and {}", d.server.api_port, d.server.ssh_port)
+    } else {
+        format!("TCP {}", d.server.api_port)
+    };
+    let bind = match d.server.bind {
+        BindMode::LanIp => format!("{}:{}", d.server.address, d.server.api_port),
+        BindMode::All => format!("0.0.0.0:{}", d.server.api_port),
+    };
+    let service = match d.server.platform {
+        Platform::Macos => "a LaunchAgent of its own (EnvironmentVariables survive reboots and app updates)",
+        Platform::Linux => "a systemd unit ordered after the server's address exists",
+    };
+    let urls = d.api_urls();
+    vec![
+        Layer {
+            name: "router",
+            runs: vec![
+                router.to_string(),
+                format!(
+                    "WireGuard {} on UDP {}, {} active peers, per-peer keys and preshared keys",
+                    d.wireguard.interface,
+                    d.wireguard.listen_port,
+                    d.active_peers().count()
+                ),
+                format!("VPN peers -> {} {vpn_ports} only; everything else rejected", d.server.address),
+                format!(
+                    "AI server -> internet {}; -> LAN and router: rejected except DNS",
+                    if d.policy.server_internet { "allowed (masqueraded)" } else { "blocked (air-gapped)" }
+                ),
+                format!("MSS clamped to the path MTU; tunnel MTU {}", d.wireguard.mtu),
+            ],
+        },
+        Layer {
+            name: "AI server",
+            runs: vec![
+                format!("ollama serve as {service}"),
+                format!(
+                    "OLLAMA_HOST={bind} OLLAMA_CONTEXT_LENGTH={} OLLAMA_KEEP_ALIVE={} OLLAMA_NUM_PARALLEL={} OLLAMA_FLASH_ATTENTION={}",
+                    d.ollama.context_length,
+                    d.ollama.keep_alive,
+                    d.ollama.num_parallel,
+                    u8::from(d.ollama.flash_attention)
+                ),
+            ],
+        },
+        Layer {
+            name: "clients",
+            runs: vec![
+                format!("wg-quick config per peer: AllowedIPs {}, MTU {}", join(&d.client_allowed_ips()), d.wireguard.mtu),
+                format!("OLLAMA_HOST={}  OPENAI_BASE_URL={}  ANTHROPIC_BASE_URL={} (no /v1)", urls.ollama, urls.openai, urls.anthropic),
+            ],
+        },
+    ]
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// The intent as a grid; `!` marks a cell the router cannot enforce.
+pub fn matrix_table(intent: &IntentMatrix) -> String {
+    let mut table = Table::new(
+        std::iter::once("from \\ to".to_string()).chain(intent.destinations.iter().map(|d| d.label().to_string())),
+    );
+    for &source in &intent.sources {
+        let cells = intent.destinations.iter().map(|&destination| match intent.get(source, destination) {
+            None => "-".to_string(),
+            Some(cell) => {
+                let word = match cell.expect {
+                    Expect::Allow => "allow",
+                    Expect::Deny => "deny",
+                };
+                if cell.enforceable { word.to_string() } else { format!("{word}!") }
+            }
+        });
+        table.row(std::iter::once(source.label().to_string()).chain(cells));
+    }
+    let mut text = table.render();
+    if intent.unenforceable().next().is_some() {
+        text.push_str("  ! = the router never sees this traffic (shared L2 segment): NOT enforceable\n");
+    }
+    text
+}

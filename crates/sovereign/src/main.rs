@@ -1,0 +1,57 @@
+//! `sovereign`: the command-line front end. Parsing arguments, formatting output and
+//! wiring the libraries together; the logic lives in the `sovereign-*` crates.
+
+mod cli;
+mod cmd;
+mod context;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::context::{Context, Outcome, UsageError};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let context = Context::new(cli.config.clone());
+    let result = match cli.command {
+        Command::Init(args) => cmd::init::run(&context, args),
+        Command::Config(args) => cmd::config::run(&context, args),
+        Command::Plan(args) => cmd::plan::run(&context, args),
+        Command::Router(args) => cmd::router::run(&context, args),
+        Command::Peer(args) => cmd::peer::run(&context, args),
+        Command::Verify(args) => cmd::verify::run(&context, args),
+        Command::Server(args) => cmd::server::run(&context, args),
+        Command::Check(args) => cmd::check::run(&context, args),
+        Command::Client(args) => cmd::client::run(&context, args),
+        Command::Lab(args) => cmd::lab::run(&context, args),
+        Command::Demo(args) => cmd::demo::run(&context, args),
+        Command::Completions(args) => cmd::docs::completions(args),
+        Command::Man => cmd::docs::man(),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::CheckFailed) => ExitCode::from(1),
+        Err(error) => report(&error),
+    }
+}
+
+/// Print an error without a backtrace and choose the exit code: 2 for anything the
+/// user can fix in their input, 1 for everything else.
+fn report(error: &anyhow::Error) -> ExitCode {
+    let usage = error.chain().any(|cause| {
+        cause.is::<UsageError>() || cause.is::<sovereign_model::ConfigErrors>()
+    });
+    let top = error.to_string();
+    eprintln!("error: {top}");
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        // Library errors often repeat their source in their own message.
+        if !top.contains(&cause) {
+            eprintln!("  caused by: {cause}");
+        }
+    }
+    ExitCode::from(if usage { 2 } else { 1 })
+}
