@@ -132,7 +132,10 @@ impl<'a> Locator<'a> {
     fn line_column(&self, offset: usize) -> (usize, usize) {
         let before = &self.text[..offset.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
-        let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+        let column = before
+            .rfind('\n')
+            .map_or(before.len(), |nl| before.len() - nl - 1)
+            + 1;
         (line, column)
     }
 
@@ -144,7 +147,7 @@ impl<'a> Locator<'a> {
             }
             None => (None, None),
         };
-        let message = error.message().trim().to_string();
+        let message = humanize(error.message().trim());
         let field = line.and_then(|l| self.field_at_line(l));
         ConfigError {
             file: self.origin.to_path_buf(),
@@ -173,7 +176,10 @@ impl<'a> Locator<'a> {
     }
 
     fn locate(&self, finding: Finding) -> ConfigError {
-        let span = self.document.as_ref().and_then(|doc| span_of(doc, &finding.field));
+        let span = self
+            .document
+            .as_ref()
+            .and_then(|doc| span_of(doc, &finding.field));
         let (line, column) = match span {
             Some(offset) => {
                 let (l, c) = self.line_column(offset);
@@ -192,10 +198,31 @@ impl<'a> Locator<'a> {
     }
 }
 
+/// Serde speaks of Rust types; users think in ports and counts.
+fn humanize(message: &str) -> String {
+    let ranges = [
+        ("u16", "0 to 65535"),
+        ("u32", "0 to 4294967295"),
+        ("u8", "0 to 255"),
+    ];
+    for (type_name, range) in ranges {
+        if let Some(rest) = message.strip_prefix("invalid value: integer ")
+            && let Some(value) = rest.strip_suffix(&format!(", expected {type_name}"))
+        {
+            return format!("{value} is out of range: expected a whole number from {range}");
+        }
+    }
+    message.to_string()
+}
+
 fn syntax_hint(message: &str) -> String {
-    if message.starts_with("unknown field") {
+    if message.contains("out of range") {
+        "ports are 1-65535; see the comments in `sovereign init --yes` output for each field's meaning".into()
+    } else if message.starts_with("unknown field") {
         "check the spelling; `sovereign config show` prints every key with its default".into()
-    } else if message.contains("missing field `endpoint`") || message.contains("missing field `wan`") {
+    } else if message.contains("missing field `endpoint`")
+        || message.contains("missing field `wan`")
+    {
         "add [wan] endpoint = \"HOST:PORT\": the public address peers dial, e.g. vpn.example.com:51820".into()
     } else if message.contains("invalid IP") || message.contains("address") {
         "write an IPv4 address like 192.168.250.20, or a subnet like 192.168.250.0/24".into()
@@ -245,7 +272,9 @@ impl<'d> Node<'d> {
 
     fn element(self, index: usize) -> Option<Node<'d>> {
         match self {
-            Node::Item(toml_edit::Item::ArrayOfTables(tables)) => tables.get(index).map(Node::Table),
+            Node::Item(toml_edit::Item::ArrayOfTables(tables)) => {
+                tables.get(index).map(Node::Table)
+            }
             Node::Item(toml_edit::Item::Value(toml_edit::Value::Array(array)))
             | Node::Value(toml_edit::Value::Array(array)) => array.get(index).map(Node::Value),
             _ => None,
@@ -254,8 +283,12 @@ impl<'d> Node<'d> {
 
     fn span(self) -> Option<usize> {
         match self {
-            Node::Item(toml_edit::Item::Value(value)) | Node::Value(value) => value.span().map(|s| s.start),
-            Node::Item(toml_edit::Item::Table(table)) | Node::Table(table) => table.span().map(|s| s.start),
+            Node::Item(toml_edit::Item::Value(value)) | Node::Value(value) => {
+                value.span().map(|s| s.start)
+            }
+            Node::Item(toml_edit::Item::Table(table)) | Node::Table(table) => {
+                table.span().map(|s| s.start)
+            }
             Node::Item(item) => item.span().map(|s| s.start),
         }
     }
@@ -263,7 +296,13 @@ impl<'d> Node<'d> {
 
 fn walk(item: &toml_edit::Item, path: String, visit: &mut dyn FnMut(&str, &toml_edit::Item)) {
     visit(&path, item);
-    let join = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
     match item {
         toml_edit::Item::Table(table) => {
             for (key, child) in table.iter() {

@@ -1,0 +1,451 @@
+//! The deployment file through the real binary: `init`, `config`, `plan`, and every
+//! bad-input case, each checked for exit code 2 and a message that names the
+//! file, line and field.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn sovereign(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sovereign"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SOVEREIGN_CONFIG")
+        .output()
+        .expect("the sovereign binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A valid file from `init --yes`, with `edit` applied to its text.
+fn config_with(edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let init = sovereign(dir.path(), &["init", "--yes"]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    let path = dir.path().join("sovereign.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, edit(text)).unwrap();
+    dir
+}
+
+fn replace(from: &'static str, to: &'static str) -> impl FnOnce(String) -> String {
+    move |text| {
+        assert!(text.contains(from), "template lacks `{from}`");
+        text.replacen(from, to, 1)
+    }
+}
+
+fn with_peers(peers: &'static str) -> impl FnOnce(String) -> String {
+    move |text| format!("{text}\n{peers}")
+}
+
+/// Run `config validate` and return the line number the error names for `field`.
+fn assert_config_error(dir: &tempfile::TempDir, field: &str, needle: &str) -> String {
+    let output = sovereign(dir.path(), &["config", "validate"]);
+    let err = stderr(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "expected exit 2 for {field}; stderr:\n{err}"
+    );
+    assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
+    assert!(err.contains(field), "expected field `{field}` in:\n{err}");
+    assert!(err.contains("hint:"), "expected a hint in:\n{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    err
+}
+
+/// The line the error points at must actually hold `text`.
+fn assert_points_at(dir: &tempfile::TempDir, err: &str, text: &str) {
+    let location = err
+        .split_whitespace()
+        .find(|w| w.starts_with("sovereign.toml:"))
+        .unwrap_or_else(|| panic!("no file:line in {err}"));
+    let line: usize = location.split(':').nth(1).unwrap().parse().unwrap();
+    let file = std::fs::read_to_string(dir.path().join("sovereign.toml")).unwrap();
+    let actual = file.lines().nth(line - 1).unwrap();
+    assert!(
+        actual.contains(text),
+        "line {line} is `{actual}`, expected it to contain `{text}`"
+    );
+}
+
+#[test]
+fn init_yes_then_plan_works_in_an_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = sovereign(dir.path(), &["init", "--yes"]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    let plan = sovereign(dir.path(), &["plan"]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let text = stdout(&plan);
+    assert!(text.contains("192.168.250.20:11434"), "{text}");
+    assert!(text.contains("Intended reachability"), "{text}");
+}
+
+#[test]
+fn init_refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(sovereign(dir.path(), &["init", "--yes"]).status.success());
+    let path = dir.path().join("sovereign.toml");
+    std::fs::write(&path, "# mine\n[wan]\nendpoint = \"a.example:1\"\n").unwrap();
+    let again = sovereign(dir.path(), &["init", "--yes"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(stderr(&again).contains("--force"));
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("# mine")
+    );
+    let forced = sovereign(
+        dir.path(),
+        &["init", "--yes", "--force", "--router", "linux"],
+    );
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("target = \"linux\"")
+    );
+}
+
+#[test]
+fn init_flags_shape_the_file_and_bad_choices_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = sovereign(
+        dir.path(),
+        &[
+            "init",
+            "--yes",
+            "--lan",
+            "10.0.5.0/24",
+            "--endpoint",
+            "vpn.example.org:443",
+            "--platform",
+            "linux",
+        ],
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let show = sovereign(dir.path(), &["config", "show", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(
+        json["server"]["address"], "10.0.5.20",
+        "the server follows the LAN"
+    );
+    assert_eq!(json["wan"]["endpoint"], "vpn.example.org:443");
+    assert_eq!(json["server"]["platform"], "linux");
+
+    let empty = tempfile::tempdir().unwrap();
+    let bad = sovereign(
+        empty.path(),
+        &[
+            "init",
+            "--yes",
+            "--lan",
+            "10.0.5.0/24",
+            "--server-ip",
+            "10.0.6.20",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("outside lan.subnet"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(!empty.path().join("sovereign.toml").exists());
+}
+
+#[test]
+fn init_without_a_terminal_asks_for_yes() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sovereign(dir.path(), &["init"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--yes"));
+}
+
+#[test]
+fn config_show_includes_defaults() {
+    let dir = config_with(|t| t);
+    let show = sovereign(dir.path(), &["config", "show", "--json"]);
+    assert!(show.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(json["wireguard"]["mtu"], 1420);
+    assert_eq!(json["ollama"]["context_length"], 65536);
+    let toml_text = stdout(&sovereign(dir.path(), &["config", "show"]));
+    assert!(toml_text.contains("[server]"), "{toml_text}");
+}
+
+#[test]
+fn malformed_toml() {
+    let dir = config_with(replace("mtu = 1420", "mtu = = 1420"));
+    let err = assert_config_error(&dir, "sovereign.toml:", "sovereign.toml:");
+    assert_points_at(&dir, &err, "mtu = = 1420");
+}
+
+#[test]
+fn unknown_key_is_a_typo_not_a_default() {
+    let dir = config_with(replace("num_parallel = 1", "num_paralel = 1"));
+    let err = assert_config_error(&dir, "ollama.num_paralel", "unknown field `num_paralel`");
+    assert_points_at(&dir, &err, "num_paralel");
+}
+
+#[test]
+fn invalid_ip_address() {
+    let dir = config_with(replace(
+        "address = \"192.168.250.20\"",
+        "address = \"192.168.250.300\"",
+    ));
+    let err = assert_config_error(&dir, "server.address", "invalid");
+    assert_points_at(&dir, &err, "192.168.250.300");
+}
+
+#[test]
+fn invalid_cidr() {
+    let dir = config_with(replace(
+        "subnet = \"10.10.10.0/24\"",
+        "subnet = \"10.10.10.0/33\"",
+    ));
+    let err = assert_config_error(&dir, "wireguard.subnet", "invalid");
+    assert_points_at(&dir, &err, "10.10.10.0/33");
+}
+
+#[test]
+fn server_outside_the_lan() {
+    let dir = config_with(replace(
+        "address = \"192.168.250.20\"",
+        "address = \"192.168.251.20\"",
+    ));
+    let err = assert_config_error(&dir, "server.address", "outside lan.subnet");
+    assert_points_at(&dir, &err, "192.168.251.20");
+}
+
+#[test]
+fn server_equal_to_the_router() {
+    let dir = config_with(replace(
+        "address = \"192.168.250.20\"",
+        "address = \"192.168.250.1\"",
+    ));
+    let err = assert_config_error(&dir, "server.address", "router's own LAN address");
+    assert_points_at(&dir, &err, "192.168.250.1");
+}
+
+#[test]
+fn server_on_the_network_address() {
+    let dir = config_with(replace(
+        "address = \"192.168.250.20\"",
+        "address = \"192.168.250.0\"",
+    ));
+    assert_config_error(&dir, "server.address", "network address");
+}
+
+#[test]
+fn server_on_the_broadcast_address() {
+    let dir = config_with(replace(
+        "address = \"192.168.250.20\"",
+        "address = \"192.168.250.255\"",
+    ));
+    assert_config_error(&dir, "server.address", "broadcast address");
+}
+
+#[test]
+fn overlapping_lan_and_vpn() {
+    let dir = config_with(|t| {
+        t.replacen(
+            "subnet = \"10.10.10.0/24\"",
+            "subnet = \"192.168.250.128/25\"",
+            1,
+        )
+        .replacen(
+            "address = \"10.10.10.1\"",
+            "address = \"192.168.250.129\"",
+            1,
+        )
+    });
+    let err = assert_config_error(&dir, "wireguard.subnet", "overlaps lan.subnet");
+    assert_points_at(&dir, &err, "192.168.250.128/25");
+}
+
+#[test]
+fn overlapping_wan_and_lan() {
+    let dir = config_with(replace(
+        "address = \"192.168.2.90/24\"",
+        "address = \"192.168.250.90/16\"",
+    ));
+    assert_config_error(&dir, "wan.address", "overlaps");
+}
+
+#[test]
+fn port_out_of_range() {
+    let dir = config_with(replace("api_port = 11434", "api_port = 70000"));
+    let err = assert_config_error(&dir, "server.api_port", "70000");
+    assert_points_at(&dir, &err, "api_port = 70000");
+}
+
+#[test]
+fn port_zero() {
+    let dir = config_with(replace("ssh_port = 22", "ssh_port = 0"));
+    assert_config_error(&dir, "server.ssh_port", "port 0");
+}
+
+#[test]
+fn wireguard_port_equal_to_api_port() {
+    let dir = config_with(replace("listen_port = 51820", "listen_port = 11434"));
+    let err = assert_config_error(&dir, "wireguard.listen_port", "also server.api_port");
+    assert_points_at(&dir, &err, "listen_port = 11434");
+}
+
+#[test]
+fn duplicate_peer_names() {
+    let dir = config_with(with_peers(
+        "[[peer]]\nname = \"laptop\"\naddress = \"10.10.10.2\"\npublic_key = \"YNqHbfBQKaGvzefSSuufuJpMWOX+X1ApM6aeN2xoU2s=\"\n\n\
+         [[peer]]\nname = \"laptop\"\naddress = \"10.10.10.3\"\npublic_key = \"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=\"\n",
+    ));
+    let err = assert_config_error(&dir, "peer[1].name", "already used by peer[0]");
+    assert_points_at(&dir, &err, "name = \"laptop\"");
+}
+
+#[test]
+fn duplicate_peer_addresses() {
+    let dir = config_with(with_peers(
+        "[[peer]]\nname = \"laptop\"\naddress = \"10.10.10.2\"\npublic_key = \"YNqHbfBQKaGvzefSSuufuJpMWOX+X1ApM6aeN2xoU2s=\"\n\n\
+         [[peer]]\nname = \"phone\"\naddress = \"10.10.10.2\"\npublic_key = \"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=\"\n",
+    ));
+    let err = assert_config_error(&dir, "peer[1].address", "already used by peer[0]");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].contains("sovereign.toml:"), "{err}");
+}
+
+#[test]
+fn peer_outside_the_vpn_subnet() {
+    let dir = config_with(with_peers(
+        "[[peer]]\nname = \"laptop\"\naddress = \"10.10.11.2\"\npublic_key = \"YNqHbfBQKaGvzefSSuufuJpMWOX+X1ApM6aeN2xoU2s=\"\n",
+    ));
+    let err = assert_config_error(&dir, "peer[0].address", "outside wireguard.subnet");
+    assert_points_at(&dir, &err, "10.10.11.2");
+}
+
+#[test]
+fn peer_with_a_bad_key_and_name() {
+    let dir = config_with(with_peers(
+        "[[peer]]\nname = \"my laptop\"\naddress = \"10.10.10.2\"\npublic_key = \"not-a-key\"\n",
+    ));
+    let err = assert_config_error(&dir, "peer[0].public_key", "not a WireGuard public key");
+    assert!(
+        err.contains("peer[0].name"),
+        "both problems are reported at once:\n{err}"
+    );
+}
+
+#[test]
+fn empty_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sovereign.toml"), "\n  \n").unwrap();
+    let output = sovereign(dir.path(), &["config", "validate"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("sovereign.toml: the file is empty"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("sovereign init"));
+}
+
+#[test]
+fn missing_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sovereign.toml"),
+        "[wan]\ninterface = \"eth0\"\n",
+    )
+    .unwrap();
+    let output = sovereign(dir.path(), &["plan"]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("missing field `endpoint`"), "{err}");
+    assert!(err.contains("vpn.example.com:51820"), "{err}");
+}
+
+#[test]
+fn missing_explicit_config_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sovereign(dir.path(), &["--config", "nope.toml", "config", "validate"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("sovereign init"));
+}
+
+#[test]
+fn plan_without_a_file_says_it_uses_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sovereign(dir.path(), &["plan", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(json["config"].is_null());
+    let cells = json["intent"]["cells"].as_array().unwrap();
+    assert!(cells.iter().any(|c| c["source"] == "vpn-peer"
+        && c["destination"] == "server-api"
+        && c["expect"] == "allow"));
+    let text = stdout(&sovereign(dir.path(), &["plan"]));
+    assert!(text.contains("reference deployment"), "{text}");
+}
+
+#[test]
+fn plan_flags_shared_isolation_as_unenforceable() {
+    let dir = config_with(replace(
+        "isolation = \"dedicated-port\"",
+        "isolation = \"shared\"",
+    ));
+    let output = sovereign(dir.path(), &["plan"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("NOT enforceable"), "{text}");
+}
+
+#[test]
+fn environment_variable_names_the_config() {
+    let dir = config_with(replace("target = \"openwrt\"", "target = \"linux\""));
+    std::fs::rename(
+        dir.path().join("sovereign.toml"),
+        dir.path().join("site.toml"),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_sovereign"))
+        .args(["config", "show", "--json"])
+        .current_dir(dir.path())
+        .env("SOVEREIGN_CONFIG", "site.toml")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["router"]["target"], "linux");
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let output = sovereign(dir.path(), &["completions", shell]);
+        assert!(output.status.success());
+        assert!(
+            stdout(&output).contains("plan"),
+            "{shell} completions lack `plan`"
+        );
+    }
+    let man = sovereign(dir.path(), &["man"]);
+    assert!(man.status.success());
+    assert!(stdout(&man).contains(".TH sovereign"));
+}
+
+#[test]
+fn unknown_subcommand_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sovereign(dir.path(), &["frobnicate"]);
+    assert_eq!(output.status.code(), Some(2));
+}

@@ -1,0 +1,63 @@
+# Shared by scripts/test and scripts/demo: install prerequisites explicitly, so a
+# fresh Debian 12 machine (as root) needs nothing but these scripts.
+
+# Debian packages the tests and the lab use. --no-install-recommends matters:
+# wireguard-tools recommends a kernel image that can never be used here.
+SYSTEM_PACKAGES=(
+  nftables          # nft: the lab router's firewall, `nft -c` checks of rendered rulesets
+  wireguard-tools   # wg, wg-quick: real WireGuard tooling
+  wireguard-go      # userspace WireGuard (this kernel has no WireGuard module)
+  iproute2          # ip netns, veth, bridges
+  openssh-server    # the lab router's SSH server (router apply/audit tests)
+  openssh-client
+  zbar-tools        # zbarimg decodes peer QR codes in tests
+  python3
+  python3-venv      # venv for the official OpenAI/Anthropic/Ollama SDK tests
+  systemd           # systemd-analyze verifies the rendered unit
+  ca-certificates
+  curl
+)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+is_ci() { [ "${CI:-}" = "true" ]; }
+
+missing_packages() {
+  local missing=()
+  for pkg in "${SYSTEM_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  echo "${missing[@]}"
+}
+
+install_system_packages() {
+  local missing
+  missing=$(missing_packages)
+  if [ -z "$missing" ]; then
+    return 0
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    fail "missing Debian packages: $missing (run as root, or: apt-get install --no-install-recommends $missing)"
+  fi
+  step "apt-get install --no-install-recommends $missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+require_rust() {
+  command -v cargo >/dev/null 2>&1 || fail "cargo not found: install a Rust toolchain (1.89 or newer) with rustup"
+}
+
+# The official SDKs, pinned loosely, in a project-local venv.
+setup_python_venv() {
+  if [ ! -x .venv/bin/python ]; then
+    step "python3 -m venv .venv"
+    python3 -m venv .venv
+  fi
+  step "pip install -r tests/sdk/requirements.txt"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt
+}
