@@ -288,15 +288,18 @@ impl FromStr for Endpoint {
                 .ok_or_else(|| format!("`{s}` has no :port after the IPv6 address"))?;
             (host, port)
         } else {
-            s.rsplit_once(':')
-                .ok_or_else(|| format!("`{s}` has no port; write host:port, e.g. vpn.example.com:51820"))?
+            s.rsplit_once(':').ok_or_else(|| {
+                format!("`{s}` has no port; write host:port, e.g. vpn.example.com:51820")
+            })?
         };
         if host.is_empty() {
             return Err(format!("`{s}` has an empty host"));
         }
-        let valid_name = host
-            .split('.')
-            .all(|label| !label.is_empty() && label.len() <= 63 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        let valid_name = host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
         if host.parse::<IpAddr>().is_err() && !valid_name {
             return Err(format!("`{host}` is neither an IP address nor a DNS name"));
         }
@@ -342,7 +345,8 @@ impl FromStr for MacAddr {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.split([':', '-']).collect();
-        let bad = || format!("`{s}` is not a MAC address; write six hex pairs, e.g. 3c:22:fb:12:34:56");
+        let bad =
+            || format!("`{s}` is not a MAC address; write six hex pairs, e.g. 3c:22:fb:12:34:56");
         if parts.len() != 6 {
             return Err(bad());
         }

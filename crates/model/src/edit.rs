@@ -17,7 +17,9 @@ pub fn upsert_peer(text: &str, peer: &Peer) -> Result<String, EditError> {
     let item = document
         .entry("peer")
         .or_insert_with(|| toml_edit::Item::ArrayOfTables(toml_edit::ArrayOfTables::new()));
-    let tables = item.as_array_of_tables_mut().ok_or(EditError::PeerNotArrayOfTables)?;
+    let tables = item
+        .as_array_of_tables_mut()
+        .ok_or(EditError::PeerNotArrayOfTables)?;
     let existing = tables
         .iter_mut()
         .find(|t| t.get("name").and_then(|v| v.as_str()) == Some(peer.name.as_str()));

@@ -142,7 +142,10 @@ impl Destination {
     }
 
     fn on_server(self) -> bool {
-        matches!(self, Destination::ServerApi | Destination::ServerSsh | Destination::ServerOther)
+        matches!(
+            self,
+            Destination::ServerApi | Destination::ServerSsh | Destination::ServerOther
+        )
     }
 }
 
@@ -174,7 +177,11 @@ pub fn intent(d: &Deployment) -> IntentMatrix {
     }
 }
 
-fn decide(d: &Deployment, source: Source, destination: Destination) -> Option<(Expect, &'static str)> {
+fn decide(
+    d: &Deployment,
+    source: Source,
+    destination: Destination,
+) -> Option<(Expect, &'static str)> {
     use Destination as D;
     use Expect::{Allow, Deny};
     use Source as S;
@@ -183,35 +190,52 @@ fn decide(d: &Deployment, source: Source, destination: Destination) -> Option<(E
         if cond { (Allow, yes) } else { (Deny, no) }
     };
     Some(match (source, destination) {
-        (S::Internet, D::RouterWireguard) => (Allow, "the WireGuard port is the only thing open to the internet"),
+        (S::Internet, D::RouterWireguard) => (
+            Allow,
+            "the WireGuard port is the only thing open to the internet",
+        ),
         (S::Internet, D::Internet) => return None,
-        (S::Internet, _) => (Deny, "the WAN reaches nothing but the WireGuard port (dropped, not rejected)"),
+        (S::Internet, _) => (
+            Deny,
+            "the WAN reaches nothing but the WireGuard port (dropped, not rejected)",
+        ),
 
         (S::VpnPeer, D::RouterWireguard) => return None,
         (S::VpnPeer, D::ServerApi) => (Allow, "the one thing peers are for"),
-        (S::VpnPeer, D::ServerSsh) => when(p.vpn_ssh, "policy.vpn_ssh = true", "policy.vpn_ssh = false"),
+        (S::VpnPeer, D::ServerSsh) => {
+            when(p.vpn_ssh, "policy.vpn_ssh = true", "policy.vpn_ssh = false")
+        }
         (S::VpnPeer, D::Internet) => (Deny, "the tunnel is not an exit to the internet"),
         (S::VpnPeer, D::VpnPeer) => (Deny, "peers never reach each other"),
         (S::VpnPeer, _) => (Deny, "peers reach only the server's API"),
 
-        (S::Server, D::RouterWireguard | D::ServerApi | D::ServerSsh | D::ServerOther) => return None,
+        (S::Server, D::RouterWireguard | D::ServerApi | D::ServerSsh | D::ServerOther) => {
+            return None;
+        }
         (S::Server, D::RouterDns) => (Allow, "the server needs DNS (and DHCP) from the router"),
         (S::Server, D::Internet) => when(
             p.server_internet,
             "model pulls and updates (policy.server_internet = true)",
             "air-gapped (policy.server_internet = false)",
         ),
-        (S::Server, _) => (Deny, "a compromised server must not reach the LAN, the router or the peers"),
+        (S::Server, _) => (
+            Deny,
+            "a compromised server must not reach the LAN, the router or the peers",
+        ),
 
         (S::LanDevice | S::LanAdmin, D::RouterWireguard) => return None,
-        (S::LanDevice | S::LanAdmin, D::VpnPeer) => (Deny, "nothing on the LAN opens connections to peers"),
+        (S::LanDevice | S::LanAdmin, D::VpnPeer) => {
+            (Deny, "nothing on the LAN opens connections to peers")
+        }
         (S::LanAdmin, _) => (Allow, "listed in policy.admin_hosts"),
         (S::LanDevice, D::ServerApi) => when(
             p.lan_api,
             "policy.lan_api = true",
             "policy.lan_api = false: only admin hosts and peers use the API",
         ),
-        (S::LanDevice, D::ServerSsh | D::ServerOther) => (Deny, "only admin hosts manage the server"),
+        (S::LanDevice, D::ServerSsh | D::ServerOther) => {
+            (Deny, "only admin hosts manage the server")
+        }
         (S::LanDevice, _) => (Allow, "ordinary LAN access is untouched"),
     })
 }
@@ -235,17 +259,50 @@ mod tests {
         let d = Deployment::reference();
         let m = intent(&d);
         let expect = |s, t| m.get(s, t).map(|c| c.expect);
-        assert_eq!(expect(Source::Internet, Destination::RouterWireguard), Some(Expect::Allow));
-        assert_eq!(expect(Source::Internet, Destination::ServerApi), Some(Expect::Deny));
-        assert_eq!(expect(Source::VpnPeer, Destination::ServerApi), Some(Expect::Allow));
-        assert_eq!(expect(Source::VpnPeer, Destination::ServerSsh), Some(Expect::Deny));
-        assert_eq!(expect(Source::VpnPeer, Destination::Internet), Some(Expect::Deny));
-        assert_eq!(expect(Source::Server, Destination::Internet), Some(Expect::Allow));
-        assert_eq!(expect(Source::Server, Destination::RouterDns), Some(Expect::Allow));
-        assert_eq!(expect(Source::Server, Destination::OtherLan), Some(Expect::Deny));
-        assert_eq!(expect(Source::LanDevice, Destination::ServerApi), Some(Expect::Deny));
-        assert_eq!(expect(Source::LanDevice, Destination::Internet), Some(Expect::Allow));
-        assert!(!m.sources.contains(&Source::LanAdmin), "no admin hosts configured");
+        assert_eq!(
+            expect(Source::Internet, Destination::RouterWireguard),
+            Some(Expect::Allow)
+        );
+        assert_eq!(
+            expect(Source::Internet, Destination::ServerApi),
+            Some(Expect::Deny)
+        );
+        assert_eq!(
+            expect(Source::VpnPeer, Destination::ServerApi),
+            Some(Expect::Allow)
+        );
+        assert_eq!(
+            expect(Source::VpnPeer, Destination::ServerSsh),
+            Some(Expect::Deny)
+        );
+        assert_eq!(
+            expect(Source::VpnPeer, Destination::Internet),
+            Some(Expect::Deny)
+        );
+        assert_eq!(
+            expect(Source::Server, Destination::Internet),
+            Some(Expect::Allow)
+        );
+        assert_eq!(
+            expect(Source::Server, Destination::RouterDns),
+            Some(Expect::Allow)
+        );
+        assert_eq!(
+            expect(Source::Server, Destination::OtherLan),
+            Some(Expect::Deny)
+        );
+        assert_eq!(
+            expect(Source::LanDevice, Destination::ServerApi),
+            Some(Expect::Deny)
+        );
+        assert_eq!(
+            expect(Source::LanDevice, Destination::Internet),
+            Some(Expect::Allow)
+        );
+        assert!(
+            !m.sources.contains(&Source::LanAdmin),
+            "no admin hosts configured"
+        );
         assert_eq!(m.unenforceable().count(), 0);
     }
 
@@ -258,11 +315,26 @@ mod tests {
         d.policy.admin_hosts = vec!["192.168.250.10".parse().unwrap()];
         let m = intent(&d);
         let expect = |s, t| m.get(s, t).map(|c| c.expect);
-        assert_eq!(expect(Source::VpnPeer, Destination::ServerSsh), Some(Expect::Allow));
-        assert_eq!(expect(Source::LanDevice, Destination::ServerApi), Some(Expect::Allow));
-        assert_eq!(expect(Source::Server, Destination::Internet), Some(Expect::Deny));
-        assert_eq!(expect(Source::LanAdmin, Destination::ServerOther), Some(Expect::Allow));
-        assert_eq!(expect(Source::LanAdmin, Destination::VpnPeer), Some(Expect::Deny));
+        assert_eq!(
+            expect(Source::VpnPeer, Destination::ServerSsh),
+            Some(Expect::Allow)
+        );
+        assert_eq!(
+            expect(Source::LanDevice, Destination::ServerApi),
+            Some(Expect::Allow)
+        );
+        assert_eq!(
+            expect(Source::Server, Destination::Internet),
+            Some(Expect::Deny)
+        );
+        assert_eq!(
+            expect(Source::LanAdmin, Destination::ServerOther),
+            Some(Expect::Allow)
+        );
+        assert_eq!(
+            expect(Source::LanAdmin, Destination::VpnPeer),
+            Some(Expect::Deny)
+        );
     }
 
     #[test]
@@ -270,7 +342,10 @@ mod tests {
         let mut d = Deployment::reference();
         d.server.isolation = Isolation::Shared;
         let m = intent(&d);
-        let cells: Vec<_> = m.unenforceable().map(|c| (c.source, c.destination)).collect();
+        let cells: Vec<_> = m
+            .unenforceable()
+            .map(|c| (c.source, c.destination))
+            .collect();
         assert!(cells.contains(&(Source::Server, Destination::OtherLan)));
         assert!(cells.contains(&(Source::LanDevice, Destination::ServerSsh)));
         assert!(!cells.contains(&(Source::VpnPeer, Destination::ServerApi)));

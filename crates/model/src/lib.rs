@@ -12,8 +12,8 @@ mod template;
 mod validate;
 
 pub use config::{
-    ApiUrls, BindMode, Deployment, Endpoint, Isolation, Lan, MacAddr, Ollama, Peer, PeerStatus, Platform,
-    Policy, Router, RouterTarget, Server, Wan, WireGuard,
+    ApiUrls, BindMode, Deployment, Endpoint, Isolation, Lan, MacAddr, Ollama, Peer, PeerStatus,
+    Platform, Policy, Router, RouterTarget, Server, Wan, WireGuard,
 };
 pub use edit::{EditError, upsert_peer};
 pub use intent::{Cell, Destination, Expect, IntentMatrix, Source, intent};
@@ -26,6 +26,9 @@ pub const DEFAULT_CONFIG_FILE: &str = "sovereign.toml";
 
 /// The state directory (keys) that belongs to a config file: `<stem>.state` beside it.
 pub fn state_dir_for(config: &std::path::Path) -> std::path::PathBuf {
-    let stem = config.file_stem().and_then(|s| s.to_str()).unwrap_or("sovereign");
+    let stem = config
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("sovereign");
     config.with_file_name(format!("{stem}.state"))
 }

@@ -148,10 +148,17 @@ mod tests {
             router: RouterTarget::Linux,
             platform: Platform::Linux,
         };
-        let parsed = crate::parse(&render_template(&options), std::path::Path::new("x.toml")).unwrap();
+        let parsed =
+            crate::parse(&render_template(&options), std::path::Path::new("x.toml")).unwrap();
         assert_eq!(parsed.server.address, options.server_ip);
-        assert_eq!(parsed.lan.router_address, "10.0.5.1".parse::<Ipv4Addr>().unwrap());
-        assert_eq!(parsed.wireguard.address, "10.99.0.1".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(
+            parsed.lan.router_address,
+            "10.0.5.1".parse::<Ipv4Addr>().unwrap()
+        );
+        assert_eq!(
+            parsed.wireguard.address,
+            "10.99.0.1".parse::<Ipv4Addr>().unwrap()
+        );
         assert_eq!(parsed.wan.endpoint.to_string(), "vpn.example.org:443");
         assert_eq!(parsed.router.target, RouterTarget::Linux);
     }

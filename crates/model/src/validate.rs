@@ -18,7 +18,11 @@ pub struct Finding {
     pub hint: Option<String>,
 }
 
-fn finding(field: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Finding {
+fn finding(
+    field: impl Into<String>,
+    message: impl Into<String>,
+    hint: impl Into<String>,
+) -> Finding {
     Finding {
         field: field.into(),
         message: message.into(),
@@ -100,9 +104,15 @@ fn check_interfaces(d: &Deployment, out: &mut Vec<Finding>) {
     for (field, name) in names {
         let valid = !name.is_empty()
             && name.len() <= 15
-            && name.chars().all(|c| c.is_ascii_graphic() && c != '/' && c != ':');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '/' && c != ':');
         if !valid {
-            out.push(finding(field, format!("`{name}` is not a valid interface name"), INTERFACE_HINT));
+            out.push(finding(
+                field,
+                format!("`{name}` is not a valid interface name"),
+                INTERFACE_HINT,
+            ));
         }
     }
     let mut seen: HashMap<&str, &str> = HashMap::new();
@@ -138,7 +148,10 @@ fn check_subnets(d: &Deployment, out: &mut Vec<Finding>) {
             }
         }
     }
-    for (field, net) in [("lan.subnet", d.lan.subnet), ("wireguard.subnet", d.wireguard.subnet)] {
+    for (field, net) in [
+        ("lan.subnet", d.lan.subnet),
+        ("wireguard.subnet", d.wireguard.subnet),
+    ] {
         if net.prefix_len() > 30 {
             out.push(finding(
                 field,
@@ -154,7 +167,13 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
 }
 
 /// Checks that `address` is a usable host of `net`.
-fn host_in(field: &str, address: Ipv4Addr, net: Ipv4Net, net_field: &str, out: &mut Vec<Finding>) -> bool {
+fn host_in(
+    field: &str,
+    address: Ipv4Addr,
+    net: Ipv4Net,
+    net_field: &str,
+    out: &mut Vec<Finding>,
+) -> bool {
     if !net.contains(&address) {
         out.push(finding(
             field,
@@ -164,11 +183,19 @@ fn host_in(field: &str, address: Ipv4Addr, net: Ipv4Net, net_field: &str, out: &
         return false;
     }
     if net.prefix_len() < 31 && (address == net.network() || address == net.broadcast()) {
-        let which = if address == net.network() { "network" } else { "broadcast" };
+        let which = if address == net.network() {
+            "network"
+        } else {
+            "broadcast"
+        };
         out.push(finding(
             field,
             format!("{address} is the {which} address of {net}"),
-            format!("pick a host address between {} and {}", first_host(net), last_host(net)),
+            format!(
+                "pick a host address between {} and {}",
+                first_host(net),
+                last_host(net)
+            ),
         ));
         return false;
     }
@@ -184,9 +211,20 @@ fn last_host(net: Ipv4Net) -> Ipv4Addr {
 }
 
 fn check_hosts(d: &Deployment, out: &mut Vec<Finding>) {
-    host_in("lan.router_address", d.lan.router_address, d.lan.subnet, "lan.subnet", out);
-    if host_in("server.address", d.server.address, d.lan.subnet, "lan.subnet", out)
-        && d.server.address == d.lan.router_address
+    host_in(
+        "lan.router_address",
+        d.lan.router_address,
+        d.lan.subnet,
+        "lan.subnet",
+        out,
+    );
+    if host_in(
+        "server.address",
+        d.server.address,
+        d.lan.subnet,
+        "lan.subnet",
+        out,
+    ) && d.server.address == d.lan.router_address
     {
         out.push(finding(
             "server.address",
@@ -194,7 +232,13 @@ fn check_hosts(d: &Deployment, out: &mut Vec<Finding>) {
             "give the AI server its own address, e.g. .20",
         ));
     }
-    host_in("wireguard.address", d.wireguard.address, d.wireguard.subnet, "wireguard.subnet", out);
+    host_in(
+        "wireguard.address",
+        d.wireguard.address,
+        d.wireguard.subnet,
+        "wireguard.subnet",
+        out,
+    );
     let wan = d.wan.address;
     if wan.prefix_len() < 31 && (wan.addr() == wan.network() || wan.addr() == wan.broadcast()) {
         out.push(finding(
@@ -213,7 +257,11 @@ fn check_ports(d: &Deployment, out: &mut Vec<Finding>) {
     ];
     for (field, port) in ports {
         if port == 0 {
-            out.push(finding(field, "port 0 is not a usable port", "use a port between 1 and 65535"));
+            out.push(finding(
+                field,
+                "port 0 is not a usable port",
+                "use a port between 1 and 65535",
+            ));
         }
     }
     if d.wireguard.listen_port == d.server.api_port {
@@ -262,7 +310,11 @@ fn check_ollama(d: &Deployment, out: &mut Vec<Finding>) {
         ));
     }
     if o.num_parallel == 0 {
-        out.push(finding("ollama.num_parallel", "0 parallel requests serves nothing", "use 1 or more"));
+        out.push(finding(
+            "ollama.num_parallel",
+            "0 parallel requests serves nothing",
+            "use 1 or more",
+        ));
     }
     if !is_keep_alive(&o.keep_alive) {
         out.push(finding(
@@ -293,12 +345,17 @@ fn is_keep_alive(text: &str) -> bool {
     }
     let mut rest = body;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if digits == 0 {
             return false;
         }
         rest = &rest[digits..];
-        let Some(unit) = ["ns", "us", "µs", "ms", "s", "m", "h"].iter().find(|u| rest.starts_with(**u)) else {
+        let Some(unit) = ["ns", "us", "µs", "ms", "s", "m", "h"]
+            .iter()
+            .find(|u| rest.starts_with(**u))
+        else {
             return false;
         };
         rest = &rest[unit.len()..];
@@ -321,7 +378,11 @@ fn check_admin_hosts(d: &Deployment, out: &mut Vec<Finding>) {
             ));
         }
         if let Some(first) = seen.insert(*host, i) {
-            out.push(finding(&field, format!("{host} is listed twice (also at [{first}])"), "remove the duplicate"));
+            out.push(finding(
+                &field,
+                format!("{host} is listed twice (also at [{first}])"),
+                "remove the duplicate",
+            ));
         }
     }
 }
@@ -334,8 +395,7 @@ pub fn is_peer_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-pub const PEER_NAME_HINT: &str =
-    "use 1-32 letters, digits, '-', '_' or '.', starting with a letter or digit, e.g. laptop or phone-anna";
+pub const PEER_NAME_HINT: &str = "use 1-32 letters, digits, '-', '_' or '.', starting with a letter or digit, e.g. laptop or phone-anna";
 
 /// A WireGuard key: 32 bytes in standard base64 (44 characters, one '=' of padding).
 pub fn is_wireguard_key(text: &str) -> bool {
@@ -360,7 +420,11 @@ fn check_peers(d: &Deployment, out: &mut Vec<Finding>) {
     for (i, peer) in d.peers.iter().enumerate() {
         let field = |key: &str| format!("peer[{i}].{key}");
         if !is_peer_name(&peer.name) {
-            out.push(finding(field("name"), format!("`{}` is not a valid peer name", peer.name), PEER_NAME_HINT));
+            out.push(finding(
+                field("name"),
+                format!("`{}` is not a valid peer name", peer.name),
+                PEER_NAME_HINT,
+            ));
         }
         if let Some(first) = names.insert(peer.name.as_str(), i) {
             out.push(finding(
@@ -369,7 +433,13 @@ fn check_peers(d: &Deployment, out: &mut Vec<Finding>) {
                 "peer names are unique, revoked peers included; choose another name",
             ));
         }
-        if host_in(&field("address"), peer.address, vpn, "wireguard.subnet", out) {
+        if host_in(
+            &field("address"),
+            peer.address,
+            vpn,
+            "wireguard.subnet",
+            out,
+        ) {
             if peer.address == d.wireguard.address {
                 out.push(finding(
                     field("address"),
@@ -419,10 +489,16 @@ mod tests {
 
     #[test]
     fn wireguard_keys_are_44_chars_of_canonical_base64() {
-        assert!(is_wireguard_key("YNqHbfBQKaGvzefSSuufuJpMWOX+X1ApM6aeN2xoU2s="));
-        assert!(!is_wireguard_key("YNqHbfBQKaGvzefSSuufuJpMWOX+X1ApM6aeN2xoU2t="));
+        assert!(is_wireguard_key(
+            "YNqHbfBQKaGvzefSSuufuJpMWOX+X1ApM6aeN2xoU2s="
+        ));
+        assert!(!is_wireguard_key(
+            "YNqHbfBQKaGvzefSSuufuJpMWOX+X1ApM6aeN2xoU2t="
+        ));
         assert!(!is_wireguard_key("too-short="));
-        assert!(!is_wireguard_key("YNqHbfBQKaGvzefSSuufuJpMWOX+X1ApM6aeN2xoU2s"));
+        assert!(!is_wireguard_key(
+            "YNqHbfBQKaGvzefSSuufuJpMWOX+X1ApM6aeN2xoU2s"
+        ));
     }
 
     #[test]

@@ -17,7 +17,11 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn from_passed(passed: bool) -> Self {
-        if passed { Outcome::Success } else { Outcome::CheckFailed }
+        if passed {
+            Outcome::Success
+        } else {
+            Outcome::CheckFailed
+        }
     }
 }
 
@@ -60,10 +64,14 @@ impl Context {
     pub fn load(&self) -> anyhow::Result<Deployment> {
         match sovereign_model::load(&self.config_path) {
             Ok(deployment) => Ok(deployment),
-            Err(LoadError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Err(usage(format!(
-                "{} does not exist; run `sovereign init` to write one, or pass --config PATH",
-                self.config_path.display()
-            ))),
+            Err(LoadError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Err(usage(format!(
+                    "{} does not exist; run `sovereign init` to write one, or pass --config PATH",
+                    self.config_path.display()
+                )))
+            }
             Err(LoadError::Invalid(errors)) => Err(errors.into()),
             Err(error) => Err(error).context("cannot load the deployment file"),
         }

@@ -41,9 +41,9 @@ fn main() -> ExitCode {
 /// Print an error without a backtrace and choose the exit code: 2 for anything the
 /// user can fix in their input, 1 for everything else.
 fn report(error: &anyhow::Error) -> ExitCode {
-    let usage = error.chain().any(|cause| {
-        cause.is::<UsageError>() || cause.is::<sovereign_model::ConfigErrors>()
-    });
+    let usage = error
+        .chain()
+        .any(|cause| cause.is::<UsageError>() || cause.is::<sovereign_model::ConfigErrors>());
     let top = error.to_string();
     eprintln!("error: {top}");
     for cause in error.chain().skip(1) {

@@ -30,7 +30,10 @@ impl Table {
     }
 
     pub fn render(&self) -> String {
-        let columns = self.headers.len().max(self.rows.iter().map(Vec::len).max().unwrap_or(0));
+        let columns = self
+            .headers
+            .len()
+            .max(self.rows.iter().map(Vec::len).max().unwrap_or(0));
         let mut widths = vec![0usize; columns];
         for row in std::iter::once(&self.headers).chain(&self.rows) {
             for (i, cell) in row.iter().enumerate() {

@@ -44,7 +44,10 @@ pub fn run(context: &Context, args: ConfigArgs) -> anyhow::Result<Outcome> {
             if json {
                 print_json(&report)?;
             } else {
-                println!("{}: valid ({} active peers)", report.file, report.active_peers);
+                println!(
+                    "{}: valid ({} active peers)",
+                    report.file, report.active_peers
+                );
                 for warning in &report.warnings {
                     println!("warning: {}: {}", warning.field, warning.message);
                 }

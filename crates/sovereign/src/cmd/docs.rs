@@ -15,7 +15,12 @@ pub struct CompletionsArgs {
 
 pub fn completions(args: CompletionsArgs) -> anyhow::Result<Outcome> {
     let mut command = Cli::command();
-    clap_complete::generate(args.shell, &mut command, "sovereign", &mut std::io::stdout());
+    clap_complete::generate(
+        args.shell,
+        &mut command,
+        "sovereign",
+        &mut std::io::stdout(),
+    );
     Ok(Outcome::Success)
 }
 

@@ -68,7 +68,11 @@ pub fn run(context: &Context, args: InitArgs) -> anyhow::Result<Outcome> {
             "standard input is not a terminal, so init cannot ask; pass --yes and give choices as flags",
         ));
     }
-    let options = if interactive { ask(&args)? } else { from_flags(&args) };
+    let options = if interactive {
+        ask(&args)?
+    } else {
+        from_flags(&args)
+    };
     let text = sovereign_model::render_template(&options);
     if let Err(errors) = sovereign_model::parse(&text, path) {
         return Err(usage(format!(
@@ -77,7 +81,9 @@ pub fn run(context: &Context, args: InitArgs) -> anyhow::Result<Outcome> {
     }
     write_atomically(path, &text)?;
     println!("wrote {}", path.display());
-    println!("next: `sovereign plan` shows what it turns into; `sovereign peer add NAME` adds a device");
+    println!(
+        "next: `sovereign plan` shows what it turns into; `sovereign peer add NAME` adds a device"
+    );
     Ok(Outcome::Success)
 }
 
@@ -112,11 +118,19 @@ fn ask(args: &InitArgs) -> anyhow::Result<InitOptions> {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     if args.endpoint.is_none() {
-        o.endpoint = prompt(&mut input, "Public endpoint peers dial (host:port)", o.endpoint)?;
+        o.endpoint = prompt(
+            &mut input,
+            "Public endpoint peers dial (host:port)",
+            o.endpoint,
+        )?;
     }
     if args.router.is_none() {
         let answer: String = prompt(&mut input, "Router (openwrt|linux)", "openwrt".to_string())?;
-        o.router = if answer.eq_ignore_ascii_case("linux") { RouterTarget::Linux } else { RouterTarget::Openwrt };
+        o.router = if answer.eq_ignore_ascii_case("linux") {
+            RouterTarget::Linux
+        } else {
+            RouterTarget::Openwrt
+        };
     }
     if args.lan.is_none() {
         o.lan = prompt(&mut input, "LAN subnet", o.lan)?.trunc();
@@ -131,8 +145,16 @@ fn ask(args: &InitArgs) -> anyhow::Result<InitOptions> {
         o.vpn = prompt(&mut input, "VPN subnet", o.vpn)?.trunc();
     }
     if args.platform.is_none() {
-        let answer: String = prompt(&mut input, "AI server platform (macos|linux)", "macos".to_string())?;
-        o.platform = if answer.eq_ignore_ascii_case("linux") { Platform::Linux } else { Platform::Macos };
+        let answer: String = prompt(
+            &mut input,
+            "AI server platform (macos|linux)",
+            "macos".to_string(),
+        )?;
+        o.platform = if answer.eq_ignore_ascii_case("linux") {
+            Platform::Linux
+        } else {
+            Platform::Macos
+        };
     }
     Ok(o)
 }
@@ -166,9 +188,13 @@ pub fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("sovereign.toml");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("sovereign.toml");
     let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     std::fs::write(&temp, text).with_context(|| format!("cannot write {}", temp.display()))?;
-    std::fs::rename(&temp, path).with_context(|| format!("cannot move {} into place", temp.display()))?;
+    std::fs::rename(&temp, path)
+        .with_context(|| format!("cannot move {} into place", temp.display()))?;
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! deployment), render every artifact in memory and show what would run where.
 
 use serde::Serialize;
-use sovereign_model::{BindMode, Deployment, Expect, IntentMatrix, Isolation, Platform, RouterTarget, Warning};
+use sovereign_model::{
+    BindMode, Deployment, Expect, IntentMatrix, Isolation, Platform, RouterTarget, Warning,
+};
 
 use crate::context::{ConfigSource, Context, Outcome};
 use crate::output::{Table, print_json};
@@ -62,7 +64,10 @@ pub fn run(context: &Context, args: PlanArgs) -> anyhow::Result<Outcome> {
             println!("    - {line}");
         }
     }
-    println!("\nIntended reachability (rows: from, columns: to)\n{}", matrix_table(&plan.intent));
+    println!(
+        "\nIntended reachability (rows: from, columns: to)\n{}",
+        matrix_table(&plan.intent)
+    );
     if !plan.warnings.is_empty() {
         println!("Warnings");
         for warning in &plan.warnings {
@@ -73,11 +78,24 @@ pub fn run(context: &Context, args: PlanArgs) -> anyhow::Result<Outcome> {
 }
 
 fn topology(d: &Deployment) -> String {
-    let peers: Vec<String> = d.active_peers().map(|p| format!("{} {}", p.name, p.address)).collect();
-    let peers = if peers.is_empty() { "no peers yet".to_string() } else { peers.join(", ") };
+    let peers: Vec<String> = d
+        .active_peers()
+        .map(|p| format!("{} {}", p.name, p.address))
+        .collect();
+    let peers = if peers.is_empty() {
+        "no peers yet".to_string()
+    } else {
+        peers.join(", ")
+    };
     let server_link = match d.server.isolation {
-        Isolation::DedicatedPort => format!("own router port {} (dedicated-port: routed /32, own zone)", d.server.router_port),
-        Isolation::Shared => format!("shared LAN bridge {} (NOT isolated from the LAN)", d.lan.interface),
+        Isolation::DedicatedPort => format!(
+            "own router port {} (dedicated-port: routed /32, own zone)",
+            d.server.router_port
+        ),
+        Isolation::Shared => format!(
+            "shared LAN bridge {} (NOT isolated from the LAN)",
+            d.lan.interface
+        ),
     };
     format!(
         "  internet -> {endpoint} -> router WAN {wan_if} {wan}, UDP {port} open\n\
@@ -104,7 +122,9 @@ fn topology(d: &Deployment) -> String {
 fn layers(d: &Deployment) -> Vec<Layer> {
     let router = match d.router.target {
         RouterTarget::Openwrt => "OpenWrt (fw4 + netifd WireGuard), applied as one uci batch",
-        RouterTarget::Linux => "Linux (one nftables table `inet sovereign` + WireGuard), loaded atomically",
+        RouterTarget::Linux => {
+            "Linux (one nftables table `inet sovereign` + WireGuard), loaded atomically"
+        }
     };
     let vpn_ports = if d.policy.vpn_ssh {
         format!("TCP {} and {}", d.server.api_port, d.server.ssh_port)
@@ -116,7 +136,9 @@ fn layers(d: &Deployment) -> Vec<Layer> {
         BindMode::All => format!("0.0.0.0:{}", d.server.api_port),
     };
     let service = match d.server.platform {
-        Platform::Macos => "a LaunchAgent of its own (EnvironmentVariables survive reboots and app updates)",
+        Platform::Macos => {
+            "a LaunchAgent of its own (EnvironmentVariables survive reboots and app updates)"
+        }
         Platform::Linux => "a systemd unit ordered after the server's address exists",
     };
     let urls = d.api_urls();
@@ -131,12 +153,22 @@ fn layers(d: &Deployment) -> Vec<Layer> {
                     d.wireguard.listen_port,
                     d.active_peers().count()
                 ),
-                format!("VPN peers -> {} {vpn_ports} only; everything else rejected", d.server.address),
+                format!(
+                    "VPN peers -> {} {vpn_ports} only; everything else rejected",
+                    d.server.address
+                ),
                 format!(
                     "AI server -> internet {}; -> LAN and router: rejected except DNS",
-                    if d.policy.server_internet { "allowed (masqueraded)" } else { "blocked (air-gapped)" }
+                    if d.policy.server_internet {
+                        "allowed (masqueraded)"
+                    } else {
+                        "blocked (air-gapped)"
+                    }
                 ),
-                format!("MSS clamped to the path MTU; tunnel MTU {}", d.wireguard.mtu),
+                format!(
+                    "MSS clamped to the path MTU; tunnel MTU {}",
+                    d.wireguard.mtu
+                ),
             ],
         },
         Layer {
@@ -155,38 +187,60 @@ fn layers(d: &Deployment) -> Vec<Layer> {
         Layer {
             name: "clients",
             runs: vec![
-                format!("wg-quick config per peer: AllowedIPs {}, MTU {}", join(&d.client_allowed_ips()), d.wireguard.mtu),
-                format!("OLLAMA_HOST={}  OPENAI_BASE_URL={}  ANTHROPIC_BASE_URL={} (no /v1)", urls.ollama, urls.openai, urls.anthropic),
+                format!(
+                    "wg-quick config per peer: AllowedIPs {}, MTU {}",
+                    join(&d.client_allowed_ips()),
+                    d.wireguard.mtu
+                ),
+                format!(
+                    "OLLAMA_HOST={}  OPENAI_BASE_URL={}  ANTHROPIC_BASE_URL={} (no /v1)",
+                    urls.ollama, urls.openai, urls.anthropic
+                ),
             ],
         },
     ]
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
-    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The intent as a grid; `!` marks a cell the router cannot enforce.
 pub fn matrix_table(intent: &IntentMatrix) -> String {
     let mut table = Table::new(
-        std::iter::once("from \\ to".to_string()).chain(intent.destinations.iter().map(|d| d.label().to_string())),
+        std::iter::once("from \\ to".to_string())
+            .chain(intent.destinations.iter().map(|d| d.label().to_string())),
     );
     for &source in &intent.sources {
-        let cells = intent.destinations.iter().map(|&destination| match intent.get(source, destination) {
-            None => "-".to_string(),
-            Some(cell) => {
-                let word = match cell.expect {
-                    Expect::Allow => "allow",
-                    Expect::Deny => "deny",
-                };
-                if cell.enforceable { word.to_string() } else { format!("{word}!") }
-            }
-        });
+        let cells =
+            intent
+                .destinations
+                .iter()
+                .map(|&destination| match intent.get(source, destination) {
+                    None => "-".to_string(),
+                    Some(cell) => {
+                        let word = match cell.expect {
+                            Expect::Allow => "allow",
+                            Expect::Deny => "deny",
+                        };
+                        if cell.enforceable {
+                            word.to_string()
+                        } else {
+                            format!("{word}!")
+                        }
+                    }
+                });
         table.row(std::iter::once(source.label().to_string()).chain(cells));
     }
     let mut text = table.render();
     if intent.unenforceable().next().is_some() {
-        text.push_str("  ! = the router never sees this traffic (shared L2 segment): NOT enforceable\n");
+        text.push_str(
+            "  ! = the router never sees this traffic (shared L2 segment): NOT enforceable\n",
+        );
     }
     text
 }
