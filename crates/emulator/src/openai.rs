@@ -1,0 +1,465 @@
+//! OpenAI-compatible API: `/v1/models`, `/v1/chat/completions`, `/v1/responses`.
+//! Errors are `{"error":{"message","type","param","code"}}` (openai.NewError).
+
+use std::io;
+
+use serde_json::{Map, Value, json};
+
+use crate::app::{
+    App, ConversationBuilder, GenerationClock, KeepAlive, content_text, parse_body, parse_tools,
+    play_silently, play_tokens, send_json, send_sse_data, send_sse_event,
+};
+use crate::http::{Request, Responder, Stream};
+use crate::native::model_not_found;
+use crate::time;
+use crate::toy::{self, Completion, OutputFormat, Prompt};
+
+pub fn error(out: &mut Responder<'_>, status: u16, message: &str) -> io::Result<()> {
+    let kind = match status {
+        400 => "invalid_request_error",
+        404 => "not_found_error",
+        _ => "api_error",
+    };
+    send_json(
+        out,
+        status,
+        &json!({ "error": { "message": message, "type": kind, "param": null, "code": null } }),
+    )
+}
+
+pub fn list_models(app: &App, out: &mut Responder<'_>) -> io::Result<()> {
+    let data = app.list_models(|m| model_object(&m.name, m.modified));
+    send_json(out, 200, &json!({ "object": "list", "data": data }))
+}
+
+pub fn retrieve_model(app: &App, name: &str, out: &mut Responder<'_>) -> io::Result<()> {
+    match app.with_model(name, |m| model_object(name, m.modified)) {
+        Some(model) => send_json(out, 200, &model),
+        None => error(out, 404, &format!("model '{name}' not found")),
+    }
+}
+
+fn model_object(name: &str, modified: std::time::SystemTime) -> Value {
+    let created = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // `owned_by` is the name's namespace; library models have none.
+    let owned_by = name
+        .rsplit_once('/')
+        .map_or("library", |(ns, _)| ns.rsplit('/').next().unwrap_or(ns));
+    json!({ "id": name, "object": "model", "created": created, "owned_by": owned_by })
+}
+
+/// Fields every OpenAI-compatible generation shares once parsed.
+struct Generation {
+    model: String,
+    prompt: Prompt,
+    stream: bool,
+}
+
+/// Parses and validates the common parts; answers the error itself and returns `None` on failure.
+fn start_generation(
+    app: &App,
+    request: &Request,
+    out: &mut Responder<'_>,
+    build: impl FnOnce(&Map<String, Value>) -> Result<Prompt, String>,
+) -> io::Result<Option<(Generation, Map<String, Value>)>> {
+    let body = match parse_body(request) {
+        Ok(b) => b,
+        Err(e) => {
+            error(out, 400, &e)?;
+            return Ok(None);
+        }
+    };
+    let prompt = match build(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            error(out, 400, &e)?;
+            return Ok(None);
+        }
+    };
+    let Some(model) = body
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+    else {
+        error(out, 400, "model is required")?;
+        return Ok(None);
+    };
+    if app.with_model(model, |_| ()).is_none() {
+        error(out, 404, &model_not_found(model))?;
+        return Ok(None);
+    }
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let generation = Generation {
+        model: model.to_string(),
+        prompt,
+        stream,
+    };
+    Ok(Some((generation, body)))
+}
+
+pub fn chat_completions(app: &App, request: &Request, out: &mut Responder<'_>) -> io::Result<()> {
+    let Some((generation, body)) = start_generation(app, request, out, chat_prompt)? else {
+        return Ok(());
+    };
+    let Generation {
+        model,
+        prompt,
+        stream,
+    } = generation;
+    let completion = toy::complete(&prompt);
+    let mut clock = GenerationClock::start();
+    app.touch_loaded(&model, KeepAlive::from_request(None), None);
+    let id = format!("chatcmpl-{}", app.next_id());
+    let created = time::unix_now();
+    let usage = json!({
+        "prompt_tokens": prompt.prompt_tokens(),
+        "completion_tokens": completion.output_tokens(),
+        "total_tokens": prompt.prompt_tokens() + completion.output_tokens(),
+    });
+    let tool_calls = match &completion {
+        Completion::ToolCall { name, arguments } => Some(json!([{
+            "id": format!("call_{}", app.hex_id(8)),
+            "index": 0,
+            "type": "function",
+            "function": { "name": name, "arguments": arguments.to_string() },
+        }])),
+        Completion::Text { .. } => None,
+    };
+    let finish_reason = if tool_calls.is_some() {
+        "tool_calls"
+    } else {
+        completion.done_reason()
+    };
+
+    if !stream {
+        play_silently(app, &completion, &mut clock);
+        let mut message = json!({ "role": "assistant", "content": completion.text() });
+        if let Some(calls) = &tool_calls {
+            message["tool_calls"] = calls.clone();
+        }
+        return send_json(
+            out,
+            200,
+            &json!({
+                "id": id, "object": "chat.completion", "created": created, "model": model,
+                "system_fingerprint": "fp_ollama",
+                "choices": [{ "index": 0, "message": message, "finish_reason": finish_reason }],
+                "usage": usage,
+            }),
+        );
+    }
+
+    let include_usage = body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let chunk = |delta: Value, finish: Option<&str>| {
+        json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "system_fingerprint": "fp_ollama",
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
+        })
+    };
+    let mut writer = out.stream(200, "text/event-stream")?;
+    play_tokens(app, &completion, &mut clock, |token| {
+        send_sse_data(
+            &mut writer,
+            &chunk(json!({ "role": "assistant", "content": token }), None).to_string(),
+        )
+    })?;
+    if let Some(calls) = tool_calls {
+        let delta = json!({ "role": "assistant", "content": "", "tool_calls": calls });
+        send_sse_data(&mut writer, &chunk(delta, None).to_string())?;
+    }
+    let last = chunk(
+        json!({ "role": "assistant", "content": "" }),
+        Some(finish_reason),
+    );
+    send_sse_data(&mut writer, &last.to_string())?;
+    if include_usage {
+        let mut usage_chunk = last;
+        usage_chunk["choices"] = json!([]);
+        usage_chunk["usage"] = usage;
+        send_sse_data(&mut writer, &usage_chunk.to_string())?;
+    }
+    send_sse_data(&mut writer, "[DONE]")?;
+    writer.finish()
+}
+
+fn chat_prompt(body: &Map<String, Value>) -> Result<Prompt, String> {
+    let messages = match body.get("messages") {
+        Some(Value::Array(m)) if !m.is_empty() => m,
+        Some(Value::Array(_)) | None | Some(Value::Null) => return Err("[] is too short - 'messages'".into()),
+        Some(_) => return Err("json: cannot unmarshal messages into Go struct field ChatCompletionRequest.messages of type []openai.Message".into()),
+    };
+    let mut conversation = ConversationBuilder::new();
+    for message in messages {
+        let role = message
+            .get("role")
+            .and_then(Value::as_str)
+            .unwrap_or("user");
+        conversation.push(role, &content_text(message.get("content")));
+    }
+    let format = match body.get("response_format") {
+        Some(f) if f.get("type").and_then(Value::as_str) == Some("json_object") => {
+            OutputFormat::Json
+        }
+        Some(f) if f.get("type").and_then(Value::as_str) == Some("json_schema") => f
+            .get("json_schema")
+            .and_then(|s| s.get("schema"))
+            .map_or(OutputFormat::Json, |s| OutputFormat::Schema(s.clone())),
+        _ => OutputFormat::Text,
+    };
+    let max_tokens = body
+        .get("max_tokens")
+        .or_else(|| body.get("max_completion_tokens"))
+        .and_then(Value::as_u64);
+    Ok(conversation.finish(parse_tools(body.get("tools")), format, max_tokens))
+}
+
+pub fn responses(app: &App, request: &Request, out: &mut Responder<'_>) -> io::Result<()> {
+    let Some((generation, body)) = start_generation(app, request, out, responses_prompt)? else {
+        return Ok(());
+    };
+    let Generation {
+        model,
+        prompt,
+        stream,
+    } = generation;
+    let completion = toy::complete(&prompt);
+    let mut clock = GenerationClock::start();
+    app.touch_loaded(&model, KeepAlive::from_request(None), None);
+    let shape = ResponseShape {
+        id: format!("resp_{}", app.next_id()),
+        item_id: format!("msg_{}", app.next_id()),
+        model: model.clone(),
+        request: body,
+    };
+    let usage = json!({
+        "input_tokens": prompt.prompt_tokens(),
+        "output_tokens": completion.output_tokens(),
+        "total_tokens": prompt.prompt_tokens() + completion.output_tokens(),
+        "input_tokens_details": { "cached_tokens": 0 },
+        "output_tokens_details": { "reasoning_tokens": 0 },
+    });
+    let function_call = match &completion {
+        Completion::ToolCall { name, arguments } => Some((
+            format!("fc_{}_0", app.next_id()),
+            format!("call_{}", app.hex_id(8)),
+            name.clone(),
+            arguments.to_string(),
+        )),
+        Completion::Text { .. } => None,
+    };
+    let function_item = |status: &str, arguments: &str| {
+        function_call.as_ref().map(|(item_id, call_id, name, _)| {
+            json!({ "id": item_id, "type": "function_call", "status": status, "call_id": call_id, "name": name, "arguments": arguments })
+        })
+    };
+    let output_text = |text: &str| json!({ "type": "output_text", "text": text, "annotations": [], "logprobs": [] });
+    let message_item = |status: &str, content: Value| json!({ "id": shape.item_id, "type": "message", "status": status, "role": "assistant", "content": content });
+
+    if !stream {
+        play_silently(app, &completion, &mut clock);
+        let output = match &function_call {
+            Some((_, _, _, arguments)) => {
+                vec![function_item("completed", arguments).unwrap_or(Value::Null)]
+            }
+            None => vec![message_item(
+                "completed",
+                json!([output_text(&completion.text())]),
+            )],
+        };
+        let response = shape.object("completed", json!(output), usage, Some(time::unix_now()));
+        return send_json(out, 200, &response);
+    }
+
+    let mut writer = out.stream(200, "text/event-stream")?;
+    let mut events = EventWriter {
+        stream: &mut writer,
+        sequence: 0,
+    };
+    let empty = shape.object("in_progress", json!([]), Value::Null, None);
+    events.send("response.created", json!({ "response": empty }))?;
+    events.send("response.in_progress", json!({ "response": empty }))?;
+
+    let final_output = if let Some((item_id, _, _, arguments)) = &function_call {
+        play_silently(app, &completion, &mut clock);
+        events.send(
+            "response.output_item.added",
+            json!({ "output_index": 0, "item": function_item("in_progress", "") }),
+        )?;
+        events.send(
+            "response.function_call_arguments.delta",
+            json!({ "item_id": item_id, "output_index": 0, "delta": arguments }),
+        )?;
+        events.send(
+            "response.function_call_arguments.done",
+            json!({ "item_id": item_id, "output_index": 0, "arguments": arguments }),
+        )?;
+        let done_item = function_item("completed", arguments).unwrap_or(Value::Null);
+        events.send(
+            "response.output_item.done",
+            json!({ "output_index": 0, "item": done_item }),
+        )?;
+        json!([done_item])
+    } else {
+        let item_id = shape.item_id.clone();
+        events.send(
+            "response.output_item.added",
+            json!({ "output_index": 0, "item": message_item("in_progress", json!([])) }),
+        )?;
+        events.send(
+            "response.content_part.added",
+            json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "part": output_text("") }),
+        )?;
+        play_tokens(app, &completion, &mut clock, |token| {
+            events.send(
+                "response.output_text.delta",
+                json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "delta": token, "logprobs": [] }),
+            )
+        })?;
+        let text = completion.text();
+        events.send(
+            "response.output_text.done",
+            json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "text": text, "logprobs": [] }),
+        )?;
+        events.send(
+            "response.content_part.done",
+            json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "part": output_text(&text) }),
+        )?;
+        let done_item = message_item("completed", json!([output_text(&text)]));
+        events.send(
+            "response.output_item.done",
+            json!({ "output_index": 0, "item": done_item }),
+        )?;
+        json!([done_item])
+    };
+    let completed = shape.object("completed", final_output, usage, Some(time::unix_now()));
+    events.send("response.completed", json!({ "response": completed }))?;
+    writer.finish()
+}
+
+/// Numbers Responses API events the way Ollama does (`sequence_number`).
+struct EventWriter<'s, 'w> {
+    stream: &'s mut Stream<'w>,
+    sequence: u64,
+}
+
+impl EventWriter<'_, '_> {
+    fn send(&mut self, event: &str, mut data: Value) -> io::Result<()> {
+        data["type"] = json!(event);
+        data["sequence_number"] = json!(self.sequence);
+        self.sequence += 1;
+        send_sse_event(self.stream, event, &data)
+    }
+}
+
+struct ResponseShape {
+    id: String,
+    item_id: String,
+    model: String,
+    request: Map<String, Value>,
+}
+
+impl ResponseShape {
+    /// The full response object, echoing request parameters like Ollama's `ToResponse`.
+    fn object(
+        &self,
+        status: &str,
+        output: Value,
+        usage: Value,
+        completed_at: Option<i64>,
+    ) -> Value {
+        let field = |k: &str| self.request.get(k).cloned().unwrap_or(Value::Null);
+        let text_format = self
+            .request
+            .get("text")
+            .and_then(|t| t.get("format"))
+            .cloned()
+            .unwrap_or_else(|| json!({ "type": "text" }));
+        json!({
+            "id": self.id,
+            "object": "response",
+            "created_at": time::unix_now(),
+            "completed_at": completed_at,
+            "status": status,
+            "incomplete_details": null,
+            "model": self.model,
+            "previous_response_id": null,
+            "instructions": field("instructions"),
+            "output": output,
+            "error": null,
+            "tools": self.request.get("tools").cloned().unwrap_or_else(|| json!([])),
+            "tool_choice": "auto",
+            "truncation": "disabled",
+            "parallel_tool_calls": true,
+            "text": { "format": text_format },
+            "top_p": self.request.get("top_p").and_then(Value::as_f64).unwrap_or(1.0),
+            "presence_penalty": 0,
+            "frequency_penalty": 0,
+            "top_logprobs": 0,
+            "temperature": self.request.get("temperature").and_then(Value::as_f64).unwrap_or(1.0),
+            "reasoning": null,
+            "usage": usage,
+            "max_output_tokens": field("max_output_tokens"),
+            "max_tool_calls": null,
+            "store": false,
+            "background": self.request.get("background").and_then(Value::as_bool).unwrap_or(false),
+            "service_tier": "default",
+            "metadata": {},
+            "safety_identifier": null,
+            "prompt_cache_key": null,
+        })
+    }
+}
+
+fn responses_prompt(body: &Map<String, Value>) -> Result<Prompt, String> {
+    let mut conversation = ConversationBuilder::new();
+    if let Some(instructions) = body.get("instructions").and_then(Value::as_str) {
+        conversation.push("system", instructions);
+    }
+    match body.get("input") {
+        Some(Value::String(text)) => conversation.push("user", text),
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let kind = item
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .or_else(|| item.get("role").map(|_| "message"))
+                    .ok_or_else(|| {
+                        format!("input[{i}]: input item missing required 'type' field")
+                    })?;
+                match kind {
+                    "message" => {
+                        let role = item.get("role").and_then(Value::as_str).unwrap_or("user");
+                        conversation.push(role, &content_text(item.get("content")));
+                    }
+                    "function_call" => conversation.push(
+                        "assistant",
+                        item.get("arguments").and_then(Value::as_str).unwrap_or(""),
+                    ),
+                    "function_call_output" => {
+                        conversation.push("tool", &content_text(item.get("output")))
+                    }
+                    "reasoning" => {}
+                    other => return Err(format!("input[{i}]: unknown input item type: {other:?}")),
+                }
+            }
+        }
+        None | Some(Value::Null) => {}
+        Some(_) => return Err("input must be a string or array".into()),
+    }
+    let format = match body.get("text").and_then(|t| t.get("format")) {
+        Some(f) if f.get("type").and_then(Value::as_str) == Some("json_schema") => f
+            .get("schema")
+            .map_or(OutputFormat::Json, |s| OutputFormat::Schema(s.clone())),
+        _ => OutputFormat::Text,
+    };
+    let max_tokens = body.get("max_output_tokens").and_then(Value::as_u64);
+    Ok(conversation.finish(parse_tools(body.get("tools")), format, max_tokens))
+}

@@ -1,0 +1,258 @@
+//! `sovereign check` against the in-process emulator: the happy path, version
+//! gating, and the ways a check must fail.
+
+use std::time::Duration;
+
+use ollama_emulator::{Emulator, EmulatorConfig};
+use sovereign_ollama::check::{self, CheckOptions, CheckReport, Outcome};
+
+/// Every check the engine runs, in order. A new check must be added here on purpose.
+const ALL_CHECKS: &[&str] = &[
+    "health",
+    "native.tags",
+    "native.show",
+    "native.generate",
+    "native.generate.stream",
+    "native.chat",
+    "native.chat.stream",
+    "native.ps",
+    "openai.models",
+    "openai.model",
+    "openai.chat",
+    "openai.chat.stream",
+    "openai.chat.usage",
+    "openai.chat.json",
+    "openai.chat.tools",
+    "openai.responses",
+    "openai.responses.stream",
+    "anthropic.messages",
+    "anthropic.messages.stream",
+    "anthropic.system",
+    "anthropic.tools",
+    "errors.unknown_model.native",
+    "errors.unknown_model.openai",
+    "errors.unknown_model.anthropic",
+    "errors.malformed_json.native",
+    "errors.malformed_json.openai",
+    "errors.origin",
+];
+
+fn start(config: EmulatorConfig) -> Emulator {
+    Emulator::start("127.0.0.1:0", config).expect("emulator starts")
+}
+
+fn options(url: String) -> CheckOptions {
+    CheckOptions {
+        url,
+        request_timeout: Duration::from_secs(20),
+        overall_timeout: Duration::from_secs(120),
+        ..CheckOptions::default()
+    }
+}
+
+fn outcome<'r>(report: &'r CheckReport, id: &str) -> &'r Outcome {
+    &report
+        .checks
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no check {id} in {report:#?}"))
+        .outcome
+}
+
+fn failures(report: &CheckReport) -> Vec<String> {
+    report
+        .checks
+        .iter()
+        .filter_map(|c| match &c.outcome {
+            Outcome::Fail { reason } => Some(format!("{}: {reason}", c.id)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_check_passes_against_an_emulated_0_14() {
+    let emulator = start(EmulatorConfig::default());
+    let report = check::run(&options(emulator.base_url()));
+    let ids: Vec<&str> = report.checks.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ALL_CHECKS);
+    assert!(
+        report.passed(),
+        "failures: {:#?}\n{}",
+        failures(&report),
+        check::render_table(&report)
+    );
+    assert_eq!(
+        report.summary.skipped,
+        0,
+        "{}",
+        check::render_table(&report)
+    );
+    assert_eq!(report.server_version.as_deref(), Some("0.14.0"));
+    assert_eq!(report.model.as_deref(), Some("toy:latest"));
+    for streamed in [
+        "native.generate.stream",
+        "native.chat.stream",
+        "openai.chat.stream",
+        "openai.responses.stream",
+        "anthropic.messages.stream",
+    ] {
+        let check = report.checks.iter().find(|c| c.id == streamed).unwrap();
+        let stats = check
+            .generation
+            .as_ref()
+            .unwrap_or_else(|| panic!("{streamed} has no generation stats"));
+        assert!(stats.ttft_ms.is_some(), "{streamed} has no TTFT");
+    }
+}
+
+#[test]
+fn report_serializes_to_json_with_outcomes_flattened() {
+    let emulator = start(EmulatorConfig::default());
+    let report = check::run(&options(emulator.base_url()));
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["checks"][0]["id"], "health");
+    assert_eq!(json["checks"][0]["status"], "pass");
+    assert_eq!(json["summary"]["failed"], 0);
+    let back: CheckReport = serde_json::from_value(json).unwrap();
+    assert_eq!(back, report);
+}
+
+#[test]
+fn an_older_server_skips_what_it_lacks_instead_of_failing() {
+    let emulator = start(EmulatorConfig {
+        version: "0.13.0".into(),
+        ..EmulatorConfig::default()
+    });
+    let report = check::run(&options(emulator.base_url()));
+    assert!(report.passed(), "failures: {:#?}", failures(&report));
+    for id in [
+        "openai.responses",
+        "openai.responses.stream",
+        "anthropic.messages",
+        "anthropic.messages.stream",
+        "anthropic.system",
+        "anthropic.tools",
+        "errors.unknown_model.anthropic",
+    ] {
+        match outcome(&report, id) {
+            Outcome::Skip { reason } => {
+                assert!(reason.contains("not available in 0.13.0"), "{id}: {reason}")
+            }
+            other => panic!("{id} should be skipped on 0.13.0, got {other:?}"),
+        }
+    }
+    assert_eq!(outcome(&report, "openai.chat"), &Outcome::Pass);
+}
+
+#[test]
+fn responses_open_at_0_13_3_while_messages_stay_closed() {
+    let emulator = start(EmulatorConfig {
+        version: "0.13.3".into(),
+        ..EmulatorConfig::default()
+    });
+    let report = check::run(&options(emulator.base_url()));
+    assert!(report.passed(), "failures: {:#?}", failures(&report));
+    assert_eq!(outcome(&report, "openai.responses.stream"), &Outcome::Pass);
+    assert!(matches!(
+        outcome(&report, "anthropic.messages"),
+        Outcome::Skip { .. }
+    ));
+}
+
+#[test]
+fn a_permissive_origin_policy_fails_the_origin_check() {
+    let emulator = start(EmulatorConfig {
+        extra_origins: vec!["*".into()],
+        ..EmulatorConfig::default()
+    });
+    let report = check::run(&options(emulator.base_url()));
+    assert!(!report.passed());
+    match outcome(&report, "errors.origin") {
+        Outcome::Fail { reason } => assert!(reason.contains("expected 403"), "{reason}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert_eq!(failures(&report).len(), 1, "{:#?}", failures(&report));
+}
+
+#[test]
+fn a_named_model_that_is_not_installed_fails() {
+    let emulator = start(EmulatorConfig::default());
+    let mut opts = options(emulator.base_url());
+    opts.model = Some("llama3.2".into());
+    let report = check::run(&opts);
+    assert!(!report.passed());
+    match outcome(&report, "native.tags") {
+        Outcome::Fail { reason } => assert!(reason.contains("not installed"), "{reason}"),
+        other => panic!("expected failure, got {other:?}"),
+    }
+    // The generations then run against the missing model and fail with Ollama's 404.
+    match outcome(&report, "native.chat") {
+        Outcome::Fail { reason } => assert!(reason.contains("404"), "{reason}"),
+        other => panic!("expected failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_server_without_models_fails_and_skips_generations() {
+    let emulator = start(EmulatorConfig {
+        models: vec![],
+        ..EmulatorConfig::default()
+    });
+    let report = check::run(&options(emulator.base_url()));
+    assert!(!report.passed());
+    assert!(matches!(
+        outcome(&report, "native.tags"),
+        Outcome::Fail { .. }
+    ));
+    match outcome(&report, "openai.chat") {
+        Outcome::Skip { reason } => assert!(reason.contains("no model"), "{reason}"),
+        other => panic!("expected skip, got {other:?}"),
+    }
+    // Error behaviour does not need a model.
+    assert_eq!(
+        outcome(&report, "errors.unknown_model.native"),
+        &Outcome::Pass
+    );
+}
+
+#[test]
+fn an_explicit_model_is_used_with_tag_shorthand() {
+    let emulator = start(EmulatorConfig {
+        models: vec!["alpha".into(), "beta:7b".into()],
+        ..EmulatorConfig::default()
+    });
+    let mut opts = options(emulator.base_url());
+    opts.model = Some("beta:7b".into());
+    let report = check::run(&opts);
+    assert!(report.passed(), "failures: {:#?}", failures(&report));
+    assert_eq!(report.model.as_deref(), Some("beta:7b"));
+}
+
+#[test]
+fn nothing_listening_fails_health_and_skips_the_rest() {
+    // Bind then drop to get a port with nobody on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let report = check::run(&options(format!("http://127.0.0.1:{port}")));
+    assert!(!report.passed());
+    match outcome(&report, "health") {
+        Outcome::Fail { reason } => assert!(reason.contains("cannot connect"), "{reason}"),
+        other => panic!("expected failure, got {other:?}"),
+    }
+    assert_eq!(report.summary.failed, 1);
+    assert_eq!(report.summary.skipped, ALL_CHECKS.len() - 1);
+}
+
+#[test]
+fn an_https_url_is_refused_with_a_clear_reason() {
+    let report = check::run(&options("https://example.invalid".into()));
+    assert!(!report.passed());
+    match outcome(&report, "health") {
+        Outcome::Fail { reason } => assert!(reason.contains("https is not supported"), "{reason}"),
+        other => panic!("expected failure, got {other:?}"),
+    }
+}

@@ -1,0 +1,252 @@
+//! Fault injection: tiny raw TCP servers that hang, close mid-stream or send garbage.
+//! The check must come back with failures that say what happened, never hang.
+//! (No timing assertions: bounded time is shown by the test finishing at all.)
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use sovereign_ollama::check::{self, CheckOptions, CheckReport, Outcome};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    /// Accepts, reads the request, never answers.
+    Hang,
+    /// Even `/api/version` hangs.
+    HangEverything,
+    /// Sends headers and half a line, then closes.
+    CloseMidStream,
+    /// Answers with bytes that are not HTTP.
+    NotHttp,
+    /// Valid HTTP, body that is not what the endpoint returns.
+    WrongShape,
+}
+
+struct FakeServer {
+    url: String,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn fake(fault: Fault) -> FakeServer {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_flag = Arc::clone(&stop);
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let stop = Arc::clone(&stop_flag);
+            thread::spawn(move || serve(stream, fault, &stop));
+        }
+    });
+    FakeServer { url, stop }
+}
+
+fn serve(mut stream: TcpStream, fault: Fault, stop: &AtomicBool) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    loop {
+        let Some(path) = read_request(&mut reader) else {
+            return;
+        };
+        let healthy = match path.as_str() {
+            "/api/version" => Some(r#"{"version":"0.14.0"}"#),
+            "/api/tags" => Some(
+                r#"{"models":[{"name":"m:latest","model":"m:latest","modified_at":"2026-01-01T00:00:00Z","size":1,"digest":"d","details":{}}]}"#,
+            ),
+            _ => None,
+        };
+        if let (Some(body), false) = (healthy, fault == Fault::HangEverything) {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            continue;
+        }
+        match fault {
+            Fault::Hang | Fault::HangEverything => {
+                while !stop.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(50));
+                }
+                return;
+            }
+            Fault::CloseMidStream => {
+                let content_type = if path.starts_with("/v1/") {
+                    "text/event-stream"
+                } else {
+                    "application/x-ndjson"
+                };
+                let piece = if path.starts_with("/v1/") {
+                    "data: {\"id\":\"x\",\"obj"
+                } else {
+                    "{\"model\":\"m\",\"created_at\":\"t\",\"resp"
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{piece}\r\n",
+                    piece.len()
+                );
+                let _ = stream.flush();
+                return; // dropping the socket closes it mid-stream
+            }
+            Fault::NotHttp => {
+                let _ = stream.write_all(b"\x00\x01\x02 SSH-2.0-definitely-not-http\r\n\r\n");
+                return;
+            }
+            Fault::WrongShape => {
+                let body = "<html><body>502 Bad Gateway</body></html>";
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        }
+    }
+}
+
+/// Reads one request head and body; returns the path.
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let path = line.split_whitespace().nth(1)?.to_string();
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).ok()? == 0 {
+            return None;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(path)
+}
+
+fn run_against(server: &FakeServer, request_timeout: Duration, overall: Duration) -> CheckReport {
+    let report = check::run(&CheckOptions {
+        url: server.url.clone(),
+        request_timeout,
+        overall_timeout: overall,
+        ..CheckOptions::default()
+    });
+    // Shown only when a test fails (or with --nocapture).
+    eprintln!("{}", check::render_table(&report));
+    report
+}
+
+fn reason<'r>(report: &'r CheckReport, id: &str) -> &'r str {
+    match &report.checks.iter().find(|c| c.id == id).unwrap().outcome {
+        Outcome::Fail { reason } => reason,
+        other => panic!(
+            "{id}: expected a failure, got {other:?}\n{}",
+            check::render_table(report)
+        ),
+    }
+}
+
+#[test]
+fn a_hanging_server_times_out_and_the_deadline_stops_the_run() {
+    let server = fake(Fault::Hang);
+    let report = run_against(&server, Duration::from_millis(300), Duration::from_secs(2));
+    assert!(!report.passed());
+    assert_eq!(
+        report
+            .checks
+            .iter()
+            .find(|c| c.id == "health")
+            .unwrap()
+            .outcome,
+        Outcome::Pass
+    );
+    assert!(
+        reason(&report, "native.show").contains("timed out"),
+        "{}",
+        reason(&report, "native.show")
+    );
+    // Later checks never start once the overall budget is spent.
+    assert!(
+        reason(&report, "errors.origin").contains("deadline"),
+        "{}",
+        reason(&report, "errors.origin")
+    );
+    assert_eq!(report.summary.passed, 2, "{}", check::render_table(&report));
+}
+
+#[test]
+fn a_server_that_hangs_from_the_start_fails_health_only() {
+    let server = fake(Fault::HangEverything);
+    let report = run_against(&server, Duration::from_millis(300), Duration::from_secs(5));
+    assert!(reason(&report, "health").contains("timed out"));
+    assert_eq!(report.summary.failed, 1);
+}
+
+#[test]
+fn a_stream_cut_off_mid_line_is_reported_as_closed() {
+    let server = fake(Fault::CloseMidStream);
+    let report = run_against(&server, Duration::from_secs(5), Duration::from_secs(30));
+    assert!(!report.passed());
+    for id in [
+        "native.generate.stream",
+        "native.chat.stream",
+        "openai.chat.stream",
+        "anthropic.messages.stream",
+    ] {
+        let why = reason(&report, id);
+        assert!(
+            why.contains("closed") || why.contains("ended"),
+            "{id}: {why}"
+        );
+    }
+}
+
+#[test]
+fn bytes_that_are_not_http_fail_cleanly() {
+    let server = fake(Fault::NotHttp);
+    let report = run_against(&server, Duration::from_secs(5), Duration::from_secs(30));
+    assert!(!report.passed());
+    assert_eq!(report.summary.passed, 2, "{}", check::render_table(&report));
+    let why = reason(&report, "native.chat");
+    assert!(!why.is_empty());
+}
+
+#[test]
+fn a_body_of_the_wrong_shape_fails_as_a_decode_error() {
+    let server = fake(Fault::WrongShape);
+    let report = run_against(&server, Duration::from_secs(5), Duration::from_secs(30));
+    assert!(!report.passed());
+    assert!(
+        reason(&report, "native.show").contains("not a valid"),
+        "{}",
+        reason(&report, "native.show")
+    );
+    assert!(
+        reason(&report, "openai.chat.stream").contains("Content-Type"),
+        "{}",
+        reason(&report, "openai.chat.stream")
+    );
+    assert!(
+        reason(&report, "errors.origin").contains("HTTP 200"),
+        "{}",
+        reason(&report, "errors.origin")
+    );
+}
