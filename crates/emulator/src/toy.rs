@@ -150,11 +150,24 @@ pub fn complete(prompt: &Prompt) -> Completion {
 }
 
 fn choose_tool<'a>(tools: &'a [ToolSpec], last_user_message: &str) -> Option<&'a ToolSpec> {
-    let lowered = last_user_message.to_lowercase();
     tools
         .iter()
-        .find(|t| !t.name.is_empty() && lowered.contains(&t.name.to_lowercase()))
+        .find(|t| mentions(last_user_message, &t.name))
         .or_else(|| tools.first())
+}
+
+/// Whether `text` names `name` as a whole word (so tool `a` is not "mentioned" by "please").
+fn mentions(text: &str, name: &str) -> bool {
+    if name.is_empty() {
+        return false;
+    }
+    let (text, name) = (text.to_lowercase(), name.to_lowercase());
+    let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    text.match_indices(&name).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + name.len()..].chars().next();
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    })
 }
 
 fn text_tokens(seed: u64) -> Vec<String> {
@@ -308,5 +321,8 @@ mod tests {
         );
         p.last_user_message = None;
         assert!(matches!(complete(&p), Completion::Text { .. }));
+        assert!(mentions("call get_time now", "get_time"));
+        assert!(!mentions("please", "a"));
+        assert!(!mentions("get_timezone", "get_time"));
     }
 }
