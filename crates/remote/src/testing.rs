@@ -1,0 +1,408 @@
+//! A disposable Linux "router" for tests: a network namespace reached from the
+//! root namespace over a veth pair, running Debian's sshd (lab-only keys, its
+//! own config, host key pinned in a private known_hosts file) and a userspace
+//! WireGuard interface (`wireguard-go`). Everything is torn down on drop.
+//!
+//! The router's /tmp is a private tmpfs (sshd runs in its own mount namespace),
+//! so its lock and staging dirs never collide with another fixture's.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::transport::{SshTarget, SshTransport};
+
+/// Tools the fixture needs on this machine.
+pub const REQUIRED_TOOLS: &[&str] = &[
+    "ip",
+    "nft",
+    "wg",
+    "wireguard-go",
+    "ssh",
+    "ssh-keygen",
+    "unshare",
+    "/usr/sbin/sshd",
+];
+
+/// `Some(reason)` when the fixture cannot run here (not root, a tool missing).
+/// Under `CI=true` a missing prerequisite is a failure, not a skip: this panics.
+pub fn skip_reason() -> Option<String> {
+    let mut problems = Vec::new();
+    if !is_root() {
+        problems.push("not running as root".to_string());
+    }
+    for tool in REQUIRED_TOOLS {
+        if !tool_exists(tool) {
+            problems.push(format!("`{tool}` is not installed"));
+        }
+    }
+    if problems.is_empty() {
+        return None;
+    }
+    let reason = problems.join(", ");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true and the ssh router fixture cannot run: {reason}");
+    }
+    Some(reason)
+}
+
+/// One running router; drop it to tear everything down.
+pub struct SshRouterFixture {
+    pub netns: String,
+    pub wg_interface: String,
+    pub router_address: Ipv4Addr,
+    pub client_address: Ipv4Addr,
+    pub listen_port: u16,
+    host_veth: String,
+    router_veth: String,
+    dir: tempfile::TempDir,
+    sshd: Option<Child>,
+    wireguard: Option<Child>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("ssh router fixture: {0}")]
+pub struct FixtureError(String);
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl SshRouterFixture {
+    /// Start a router whose WireGuard interface listens on `listen_port` with a
+    /// fresh private key and holds 10.10.10.1/24.
+    pub fn start(listen_port: u16) -> Result<Self, FixtureError> {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let tag = format!("{pid:x}{n}");
+        let (router_address, client_address) = free_slash30(pid, n)?;
+        // Outside /tmp: the router's /tmp is replaced by a private tmpfs.
+        let dir = tempfile::Builder::new()
+            .prefix("sovereign-remote-fixture.")
+            .tempdir_in("/var/tmp")
+            .map_err(|e| FixtureError(format!("temp dir: {e}")))?;
+        let mut fixture = SshRouterFixture {
+            netns: format!("sovereign-remote-{tag}"),
+            wg_interface: format!("srwg{tag}"),
+            router_address,
+            client_address,
+            listen_port,
+            host_veth: format!("sr{tag}h"),
+            router_veth: format!("sr{tag}r"),
+            dir,
+            sshd: None,
+            wireguard: None,
+        };
+        fixture.build()?;
+        Ok(fixture)
+    }
+
+    /// An ssh transport to the router as root with the lab key; host key checked
+    /// against the fixture's own known_hosts file.
+    pub fn transport(&self) -> SshTransport {
+        SshTransport::new(self.target())
+    }
+
+    pub fn target(&self) -> SshTarget {
+        let mut target = SshTarget::new(format!("root@{}", self.router_address));
+        target.connect_timeout = Duration::from_secs(5);
+        target.extra_args = [
+            "-F",
+            "none",
+            "-i",
+            &self.path("client_key").display().to_string(),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            &format!("UserKnownHostsFile={}", self.path("known_hosts").display()),
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+        ]
+        .map(String::from)
+        .to_vec();
+        target
+    }
+
+    /// The same router, with a known_hosts file that does not hold its key.
+    pub fn target_with_unknown_host_key(&self) -> SshTarget {
+        let mut target = self.target();
+        let empty = self.path("empty_known_hosts");
+        let _ = std::fs::write(&empty, "");
+        for arg in &mut target.extra_args {
+            if arg.starts_with("UserKnownHostsFile=") {
+                *arg = format!("UserKnownHostsFile={}", empty.display());
+            }
+        }
+        target
+    }
+
+    /// Run a command inside the router's namespace (not over ssh).
+    pub fn exec(&self, args: &[&str]) -> Result<String, FixtureError> {
+        let mut full = vec!["netns", "exec", self.netns.as_str()];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    /// Run a shell script inside the router's namespace (not over ssh).
+    pub fn sh(&self, script: &str) -> Result<String, FixtureError> {
+        self.exec(&["sh", "-c", script])
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn build(&mut self) -> Result<(), FixtureError> {
+        let veth_router = self.router_veth.clone();
+        run("ip", &["netns", "add", &self.netns])?;
+        run(
+            "ip",
+            &[
+                "link",
+                "add",
+                &self.host_veth,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &veth_router,
+            ],
+        )?;
+        run("ip", &["link", "set", &veth_router, "netns", &self.netns])?;
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{}/30", self.client_address),
+                "dev",
+                &self.host_veth,
+            ],
+        )?;
+        run("ip", &["link", "set", &self.host_veth, "up"])?;
+        let ns = self.netns.clone();
+        run(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/30", self.router_address),
+                "dev",
+                &veth_router,
+            ],
+        )?;
+        run("ip", &["-n", &ns, "link", "set", &veth_router, "up"])?;
+        run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
+
+        for key in ["client_key", "host_key"] {
+            run(
+                "ssh-keygen",
+                &[
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "sovereign-lab-only",
+                    "-f",
+                    &self.path(key).display().to_string(),
+                ],
+            )?;
+        }
+        std::fs::copy(self.path("client_key.pub"), self.path("authorized_keys"))
+            .map_err(|e| FixtureError(format!("authorized_keys: {e}")))?;
+        let host_pub = std::fs::read_to_string(self.path("host_key.pub"))
+            .map_err(|e| FixtureError(format!("host key: {e}")))?;
+        let mut parts = host_pub.split_whitespace();
+        let (kind, key) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        std::fs::write(
+            self.path("known_hosts"),
+            format!("{} {kind} {key}\n", self.router_address),
+        )
+        .map_err(|e| FixtureError(format!("known_hosts: {e}")))?;
+        let config = format!(
+            "ListenAddress {addr}:22\n\
+             HostKey {host_key}\n\
+             PidFile none\n\
+             AuthorizedKeysFile {authorized}\n\
+             PubkeyAuthentication yes\n\
+             PasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             PermitRootLogin prohibit-password\n\
+             StrictModes no\n\
+             UsePAM no\n\
+             LogLevel ERROR\n",
+            addr = self.router_address,
+            host_key = self.path("host_key").display(),
+            authorized = self.path("authorized_keys").display(),
+        );
+        std::fs::write(self.path("sshd_config"), config)
+            .map_err(|e| FixtureError(format!("sshd_config: {e}")))?;
+        // sshd refuses to start without its privilege separation directory.
+        std::fs::create_dir_all("/run/sshd")
+            .map_err(|e| FixtureError(format!("/run/sshd: {e}")))?;
+
+        let sshd_command = format!(
+            "mount -t tmpfs -o mode=1777 sovereign-router-tmp /tmp && exec /usr/sbin/sshd -D -e -f {}",
+            self.path("sshd_config").display()
+        );
+        self.sshd = Some(
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &ns,
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    &sshd_command,
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::File::create(self.path("sshd.log"))
+                        .map_err(|e| FixtureError(e.to_string()))?,
+                )
+                .spawn()
+                .map_err(|e| FixtureError(format!("sshd: {e}")))?,
+        );
+        self.wireguard = Some(
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &ns,
+                    "env",
+                    "WG_PROCESS_FOREGROUND=1",
+                    "wireguard-go",
+                    &self.wg_interface,
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| FixtureError(format!("wireguard-go: {e}")))?,
+        );
+        let wg = self.wg_interface.clone();
+        wait_until("the WireGuard interface", || {
+            self.exec(&["wg", "show", &wg]).is_ok()
+        })?;
+        let key = run("wg", &["genkey"])?;
+        let key_file = self.path("wg_private_key");
+        std::fs::write(&key_file, key.trim()).map_err(|e| FixtureError(e.to_string()))?;
+        let port = self.listen_port.to_string();
+        self.exec(&[
+            "wg",
+            "set",
+            &wg,
+            "private-key",
+            &key_file.display().to_string(),
+            "listen-port",
+            &port,
+        ])?;
+        self.exec(&["ip", "addr", "add", "10.10.10.1/24", "dev", &wg])?;
+        self.exec(&["ip", "link", "set", &wg, "up"])?;
+        let transport = self.transport();
+        wait_until("sshd to accept the lab key", || {
+            crate::transport::Transport::run(&transport, "true", &[]).is_ok_and(|o| o.success())
+        })
+        .map_err(|e| {
+            let log = std::fs::read_to_string(self.path("sshd.log")).unwrap_or_default();
+            FixtureError(format!("{e}; sshd log:\n{log}"))
+        })?;
+        Ok(())
+    }
+}
+
+impl Drop for SshRouterFixture {
+    fn drop(&mut self) {
+        for child in [self.sshd.take(), self.wireguard.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Rollback timers and sessions started over ssh live in the namespace.
+        if let Ok(pids) = run("ip", &["netns", "pids", &self.netns]) {
+            for pid in pids.split_whitespace() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        let _ = run("ip", &["netns", "del", &self.netns]);
+        let _ = run("ip", &["link", "del", &self.host_veth]);
+        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.wg_interface));
+    }
+}
+
+fn free_slash30(pid: u32, n: u32) -> Result<(Ipv4Addr, Ipv4Addr), FixtureError> {
+    let used = run("ip", &["-4", "-o", "addr", "show"]).unwrap_or_default();
+    // 100.100.0.0/16 inside the shared-address space, one /30 per fixture.
+    let start = (pid.wrapping_mul(16).wrapping_add(n)) % 16384;
+    for offset in 0..16384 {
+        let index = (start + offset) % 16384;
+        let base = Ipv4Addr::new(100, 100, (index >> 6) as u8, ((index & 63) << 2) as u8);
+        let [a, b, c, d] = base.octets();
+        let network = format!(" {a}.{b}.{c}.");
+        let taken = used
+            .lines()
+            .filter(|l| l.contains(&network))
+            .any(|l| (d..d + 4).any(|h| l.contains(&format!(" {a}.{b}.{c}.{h}/"))));
+        if !taken {
+            return Ok((Ipv4Addr::new(a, b, c, d + 2), Ipv4Addr::new(a, b, c, d + 1)));
+        }
+    }
+    Err(FixtureError("no free /30 in 100.100.0.0/16".into()))
+}
+
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) -> Result<(), FixtureError> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(FixtureError(format!("timed out waiting for {what}")))
+}
+
+fn run(program: &str, args: &[&str]) -> Result<String, FixtureError> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| FixtureError(format!("{program}: {e}")))?;
+    if !output.status.success() {
+        return Err(FixtureError(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|uid| uid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn tool_exists(tool: &str) -> bool {
+    if tool.contains('/') {
+        return Path::new(tool).exists();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+}
