@@ -1,0 +1,1156 @@
+//! OpenWrt firewall + network UCI -> the `table inet fw4` ruleset fw4 generates, as
+//! nft JSON, following fw4's templates (ruleset.uc, rule.uc, zone-*.uc) and its chain
+//! mapping (`fw4.uc` parse_rule). The verifier then evaluates it like any ruleset, so
+//! UCI and `nft -j list ruleset` verdicts agree by construction where fw4 is followed.
+//!
+//! Modelled: defaults (policies, drop_invalid, synflood_protect), zones (network ->
+//! device via the network config, device, subnet, policies, masq, log), forwardings,
+//! rules (src/dest zones or `*`, proto incl. the `tcpudp` default, src/dest ip and
+//! port, icmp_type, device/direction, limit, targets accept/reject/drop and none),
+//! redirects (DNAT). Options that could change a verdict but are not modelled become
+//! an `unsupported` statement, so the cells they touch are reported unknown.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use crate::VerifyError;
+use crate::report::{Lint, Severity};
+use crate::uci::{self, Section};
+
+pub struct Compiled {
+    pub json: Value,
+    notes: Vec<(Severity, String)>,
+}
+
+impl Compiled {
+    pub fn lints(&self) -> Vec<Lint> {
+        self.notes
+            .iter()
+            .map(|(severity, message)| Lint {
+                code: "fw4-compile",
+                severity: *severity,
+                message: message.clone(),
+                rule: None,
+                witness: None,
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Zone {
+    name: String,
+    devices: Vec<String>,
+    subnets4: Vec<Value>,
+    subnets6: Vec<Value>,
+    input: String,
+    output: String,
+    forward: String,
+    masq: bool,
+    log: bool,
+    family: u8,
+    sflags: BTreeSet<String>,
+    dflags: BTreeSet<String>,
+}
+
+type RuleOut = (Vec<Value>, Option<String>);
+
+struct Builder {
+    chains: Vec<(String, Option<Value>)>,
+    rules: BTreeMap<String, Vec<RuleOut>>,
+    notes: Vec<(Severity, String)>,
+}
+
+impl Builder {
+    fn chain(&mut self, name: &str, base: Option<Value>) {
+        self.chains.push((name.to_string(), base));
+    }
+
+    fn rule(&mut self, chain: &str, exprs: Vec<Value>, comment: Option<String>) {
+        self.rules
+            .entry(chain.to_string())
+            .or_default()
+            .push((exprs, comment));
+    }
+}
+
+pub fn compile(firewall_text: &str, network_text: &str) -> Result<Compiled, VerifyError> {
+    let firewall = uci::parse("firewall", firewall_text)?;
+    let network = uci::parse("network", network_text)?;
+    let mut b = Builder {
+        chains: Vec::new(),
+        rules: BTreeMap::new(),
+        notes: Vec::new(),
+    };
+    let defaults = firewall.iter().find(|s| s.kind == "defaults");
+    let policy = |s: Option<&Section>, key: &str, fallback: &str| -> String {
+        s.and_then(|s| s.get(key))
+            .and_then(parse_policy)
+            .unwrap_or(fallback)
+            .to_string()
+    };
+    let def_input = policy(defaults, "input", "drop");
+    let def_output = policy(defaults, "output", "drop");
+    let def_forward = policy(defaults, "forward", "drop");
+    let flag = |s: Option<&Section>, key: &str| s.and_then(|s| s.get(key)).is_some_and(is_true);
+    let drop_invalid = flag(defaults, "drop_invalid");
+    let synflood = flag(defaults, "synflood_protect") || flag(defaults, "syn_flood");
+
+    let mut zones: Vec<Zone> = Vec::new();
+    for s in firewall.iter().filter(|s| s.kind == "zone") {
+        if s.get("enabled").is_some_and(is_false) {
+            continue;
+        }
+        let Some(name) = s.get("name").map(str::to_string) else {
+            b.notes.push((
+                Severity::Warning,
+                format!(
+                    "firewall line {}: zone without a name is skipped (as fw4 does)",
+                    s.line
+                ),
+            ));
+            continue;
+        };
+        let mut devices = Vec::new();
+        for net in s.values("network") {
+            match network_device(&network, &net) {
+                Some(dev) => devices.push(dev),
+                None => b.notes.push((
+                    Severity::Warning,
+                    format!("zone {name}: network `{net}` has no device in the network config; assuming device `{net}`"),
+                )),
+            }
+            if network_device(&network, &net).is_none() {
+                devices.push(net.clone());
+            }
+        }
+        devices.extend(
+            s.values("device")
+                .into_iter()
+                .map(|d| match d.strip_suffix('+') {
+                    Some(p) => format!("{p}*"),
+                    None => d,
+                }),
+        );
+        devices.dedup();
+        let (mut subnets4, mut subnets6) = (Vec::new(), Vec::new());
+        for sn in s.values("subnet") {
+            match parse_addr(&sn) {
+                Some((4, v)) => subnets4.push(v),
+                Some((_, v)) => subnets6.push(v),
+                None => b.notes.push((
+                    Severity::Warning,
+                    format!("zone {name}: subnet `{sn}` not understood, ignored"),
+                )),
+            }
+        }
+        let input = policy(Some(s), "input", &def_input);
+        let output = policy(Some(s), "output", &def_output);
+        let forward = policy(Some(s), "forward", &def_forward);
+        let mut sflags = BTreeSet::from([input.clone()]);
+        let dflags = BTreeSet::from([output.clone(), forward.clone()]);
+        sflags.insert(input.clone());
+        zones.push(Zone {
+            name,
+            devices,
+            subnets4,
+            subnets6,
+            input,
+            output,
+            forward,
+            masq: s.get("masq").is_some_and(is_true),
+            log: s.get("log").is_some_and(is_true),
+            family: s.get("family").map_or(0, parse_family),
+            sflags,
+            dflags,
+        });
+    }
+    fn zone_idx(zones: &[Zone], name: &str) -> Option<usize> {
+        zones.iter().position(|z| z.name == name)
+    }
+
+    // Rules, then forwardings, then redirects: fw4's order.
+    let mut rule_no = 0;
+    for s in firewall.iter().filter(|s| s.kind == "rule") {
+        let id = s
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("@rule[{rule_no}]"));
+        rule_no += 1;
+        if s.get("enabled").is_some_and(is_false) {
+            continue;
+        }
+        compile_rule(&mut b, &mut zones, s, &id);
+    }
+    for s in firewall.iter().filter(|s| s.kind == "forwarding") {
+        if s.get("enabled").is_some_and(is_false) {
+            continue;
+        }
+        let (Some(src), Some(dest)) = (s.get("src"), s.get("dest")) else {
+            b.notes.push((
+                Severity::Warning,
+                format!(
+                    "firewall line {}: forwarding needs src and dest; skipped",
+                    s.line
+                ),
+            ));
+            continue;
+        };
+        let chain = if src == "*" {
+            "forward".to_string()
+        } else {
+            format!("forward_{src}")
+        };
+        if src != "*" && zone_idx(&zones, src).is_none()
+            || dest != "*" && zone_idx(&zones, dest).is_none()
+        {
+            b.notes.push((
+                Severity::Warning,
+                format!(
+                    "firewall line {}: forwarding refers to an unknown zone; skipped",
+                    s.line
+                ),
+            ));
+            continue;
+        }
+        let comment = format!(
+            "!fw4: {}",
+            s.get("name").map(str::to_string).unwrap_or_else(|| format!(
+                "Accept {} to {} forwarding",
+                if src == "*" { "any" } else { src },
+                if dest == "*" { "any" } else { dest }
+            ))
+        );
+        let verdict = if dest == "*" {
+            json!({"accept": null})
+        } else {
+            let zi = zone_idx(&zones, dest).expect("checked");
+            zones[zi].dflags.insert("accept".into());
+            json!({"jump": {"target": format!("accept_to_{dest}")}})
+        };
+        b.rule(
+            &chain,
+            vec![json!({"counter": {"packets": 0, "bytes": 0}}), verdict],
+            Some(comment),
+        );
+    }
+    let mut redirect_no = 0;
+    for s in firewall.iter().filter(|s| s.kind == "redirect") {
+        let id = s
+            .get("name")
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("@redirect[{redirect_no}]"));
+        redirect_no += 1;
+        if s.get("enabled").is_some_and(is_false) {
+            continue;
+        }
+        compile_redirect(&mut b, &mut zones, s, &id);
+    }
+    for s in firewall.iter().filter(|s| {
+        !matches!(
+            s.kind.as_str(),
+            "defaults" | "zone" | "rule" | "forwarding" | "redirect"
+        )
+    }) {
+        b.notes.push((
+            Severity::Info,
+            format!("firewall line {}: `config {}` sections are not modelled (no effect on filtering verdicts assumed)", s.line, s.kind),
+        ));
+    }
+
+    // Base chains, in ruleset.uc order.
+    let counter = || json!({"counter": {"packets": 0, "bytes": 0}});
+    let ct_vmap = json!({"vmap": {"key": {"ct": {"key": "state"}}, "data": {"set": [["established", {"accept": null}], ["related", {"accept": null}]]}}});
+    let base = |hook: &str, prio: i64, kind: &str, policy: &str| {
+        Some(json!({"type": kind, "hook": hook, "prio": prio, "policy": policy}))
+    };
+    let chain_policy = |p: &str| if p == "accept" { "accept" } else { "drop" };
+    b.chain(
+        "input",
+        base("input", 0, "filter", chain_policy(&def_input)),
+    );
+    b.chain(
+        "forward",
+        base("forward", 0, "filter", chain_policy(&def_forward)),
+    );
+    b.chain(
+        "output",
+        base("output", 0, "filter", chain_policy(&def_output)),
+    );
+    b.chain("prerouting", base("prerouting", 0, "filter", "accept"));
+    b.chain("handle_reject", None);
+    if synflood {
+        b.chain("syn_flood", None);
+    }
+    let mut head: BTreeMap<&str, Vec<RuleOut>> = BTreeMap::new();
+    for (chain, lo) in [("input", "iif"), ("output", "oif")] {
+        let verb = if chain == "input" { "from" } else { "towards" };
+        head.entry(chain).or_default().push((
+            vec![
+                m(json!({"meta": {"key": lo}}), "==", json!("lo")),
+                json!({"accept": null}),
+            ],
+            Some(format!("!fw4: Accept traffic {verb} loopback")),
+        ));
+    }
+    for (chain, what) in [
+        ("input", "inbound"),
+        ("forward", "forwarded"),
+        ("output", "outbound"),
+    ] {
+        let list = head.entry(chain).or_default();
+        list.push((
+            vec![ct_vmap.clone()],
+            Some(format!("!fw4: Handle {what} flows")),
+        ));
+        if drop_invalid {
+            list.push((
+                vec![
+                    m(json!({"ct": {"key": "state"}}), "in", json!("invalid")),
+                    counter(),
+                    json!({"drop": null}),
+                ],
+                Some("!fw4: Drop flows with invalid conntrack state".into()),
+            ));
+        }
+    }
+    if synflood {
+        head.entry("input").or_default().push((
+            vec![
+                m(json!({"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["fin", "syn", "rst", "ack"]]}), "==", json!("syn")),
+                json!({"jump": {"target": "syn_flood"}}),
+            ],
+            Some("!fw4: Rate limit TCP syn packets".into()),
+        ));
+        b.rule(
+            "syn_flood",
+            vec![
+                json!({"limit": {"rate": 25, "burst": 50, "per": "second"}}),
+                json!({"return": null}),
+            ],
+            Some("!fw4: Accept SYN packets below rate-limit".into()),
+        );
+        b.rule(
+            "syn_flood",
+            vec![json!({"drop": null})],
+            Some("!fw4: Drop excess packets".into()),
+        );
+    }
+    b.rule(
+        "handle_reject",
+        vec![
+            m(json!({"meta": {"key": "l4proto"}}), "==", json!("tcp")),
+            json!({"reject": {"type": "tcp reset"}}),
+        ],
+        Some("!fw4: Reject TCP traffic".into()),
+    );
+    b.rule(
+        "handle_reject",
+        vec![json!({"reject": {"type": "icmpx", "expr": "port-unreachable"}})],
+        Some("!fw4: Reject any other traffic".into()),
+    );
+
+    for (chain, ifkey, addr) in [
+        ("input", "iifname", "saddr"),
+        ("forward", "iifname", "saddr"),
+        ("output", "oifname", "daddr"),
+    ] {
+        let mut rules = head.remove(chain).unwrap_or_default();
+        rules.extend(b.rules.remove(chain).unwrap_or_default());
+        for z in &zones {
+            let what = match chain {
+                "input" => "input",
+                "forward" => "forward",
+                _ => "output",
+            };
+            for mut exprs in zone_matches(z, ifkey, addr) {
+                exprs.push(json!({"jump": {"target": format!("{chain}_{}", z.name)}}));
+                rules.push((
+                    exprs,
+                    Some(format!("!fw4: Handle {} IPv4/IPv6 {what} traffic", z.name)),
+                ));
+            }
+        }
+        let p = match chain {
+            "input" => &def_input,
+            "forward" => &def_forward,
+            _ => &def_output,
+        };
+        if p == "reject" {
+            rules.push((vec![json!({"jump": {"target": "handle_reject"}})], None));
+        }
+        b.rules.insert(chain.to_string(), rules);
+    }
+
+    for z in zones.clone() {
+        for (kind, policy) in [
+            ("input", &z.input),
+            ("output", &z.output),
+            ("forward", &z.forward),
+        ] {
+            let name = format!("{kind}_{}", z.name);
+            b.chain(&name, None);
+            let dir = if kind == "input" { "from" } else { "to" };
+            if kind != "output" && z.dflags.contains("dnat") {
+                let what = if kind == "input" {
+                    "redirections"
+                } else {
+                    "forwards"
+                };
+                b.rule(
+                    &name,
+                    vec![
+                        m(json!({"ct": {"key": "status"}}), "in", json!("dnat")),
+                        json!({"accept": null}),
+                    ],
+                    Some(format!("!fw4: Accept port {what}")),
+                );
+            }
+            b.rule(
+                &name,
+                vec![json!({"jump": {"target": format!("{policy}_{dir}_{}", z.name)}})],
+                None,
+            );
+        }
+        for verdict in ["accept", "reject", "drop"] {
+            let action = || {
+                if verdict == "reject" {
+                    json!({"jump": {"target": "handle_reject"}})
+                } else {
+                    json!({ verdict: null })
+                }
+            };
+            if z.sflags.contains(verdict) {
+                let name = format!("{verdict}_from_{}", z.name);
+                b.chain(&name, None);
+                for mut exprs in zone_matches(&z, "iifname", "saddr") {
+                    exprs.push(counter());
+                    exprs.push(action());
+                    b.rule(
+                        &name,
+                        exprs,
+                        Some(format!("!fw4: {verdict} {} IPv4/IPv6 traffic", z.name)),
+                    );
+                }
+            }
+            if z.dflags.contains(verdict) {
+                let name = format!("{verdict}_to_{}", z.name);
+                b.chain(&name, None);
+                for exprs in zone_matches(&z, "oifname", "daddr") {
+                    if verdict == "accept" && z.masq {
+                        let mut guard =
+                            vec![m(json!({"meta": {"key": "nfproto"}}), "==", json!("ipv4"))];
+                        guard.extend(exprs.iter().cloned());
+                        guard.extend([
+                            m(json!({"ct": {"key": "state"}}), "in", json!("invalid")),
+                            counter(),
+                            json!({"drop": null}),
+                        ]);
+                        b.rule(&name, guard, Some("!fw4: Prevent NAT leakage".into()));
+                    }
+                    let mut exprs = exprs;
+                    exprs.push(counter());
+                    exprs.push(action());
+                    b.rule(
+                        &name,
+                        exprs,
+                        Some(format!("!fw4: {verdict} {} IPv4/IPv6 traffic", z.name)),
+                    );
+                }
+            }
+        }
+    }
+
+    b.chain("dstnat", base("prerouting", -100, "nat", "accept"));
+    b.chain("srcnat", base("postrouting", 100, "nat", "accept"));
+    for z in zones.clone() {
+        if z.dflags.contains("dnat") {
+            for mut exprs in zone_matches(&z, "iifname", "saddr") {
+                exprs.push(json!({"jump": {"target": format!("dstnat_{}", z.name)}}));
+                b.rule(
+                    "dstnat",
+                    exprs,
+                    Some(format!("!fw4: Handle {} IPv4/IPv6 dstnat traffic", z.name)),
+                );
+            }
+            b.chain(&format!("dstnat_{}", z.name), None);
+        }
+        if z.masq {
+            for mut exprs in zone_matches(&z, "oifname", "daddr") {
+                exprs.push(json!({"jump": {"target": format!("srcnat_{}", z.name)}}));
+                b.rule(
+                    "srcnat",
+                    exprs,
+                    Some(format!("!fw4: Handle {} IPv4/IPv6 srcnat traffic", z.name)),
+                );
+            }
+            let name = format!("srcnat_{}", z.name);
+            b.chain(&name, None);
+            b.rule(
+                &name,
+                vec![
+                    m(json!({"meta": {"key": "nfproto"}}), "==", json!("ipv4")),
+                    json!({"masquerade": null}),
+                ],
+                Some(format!("!fw4: Masquerade IPv4 {} traffic", z.name)),
+            );
+        }
+    }
+
+    let mut items = vec![
+        json!({"metainfo": {"version": "fw4-compiled", "json_schema_version": 1}}),
+        json!({"table": {"family": "inet", "name": "fw4", "handle": 1}}),
+    ];
+    let mut handle = 1u64;
+    let mut rule_items = Vec::new();
+    for (name, base) in &b.chains {
+        handle += 1;
+        let mut chain = json!({"family": "inet", "table": "fw4", "name": name, "handle": handle});
+        if let Some(Value::Object(extra)) = base {
+            for (k, v) in extra {
+                chain[k] = v.clone();
+            }
+        }
+        items.push(json!({ "chain": chain }));
+        for (exprs, comment) in b.rules.get(name).cloned().unwrap_or_default() {
+            handle += 1;
+            let mut rule = json!({"family": "inet", "table": "fw4", "chain": name, "handle": handle, "expr": exprs});
+            if let Some(c) = comment {
+                rule["comment"] = json!(c);
+            }
+            rule_items.push(json!({ "rule": rule }));
+        }
+    }
+    for name in b.rules.keys() {
+        if !b.chains.iter().any(|(n, _)| n == name) {
+            b.notes.push((
+                Severity::Warning,
+                format!("rules for chain `{name}` refer to an unknown zone; dropped"),
+            ));
+        }
+    }
+    items.extend(rule_items);
+    Ok(Compiled {
+        json: json!({ "nftables": items }),
+        notes: b.notes,
+    })
+}
+
+fn m(left: Value, op: &str, right: Value) -> Value {
+    json!({"match": {"op": op, "left": left, "right": right}})
+}
+
+fn one_or_set(mut values: Vec<Value>) -> Value {
+    if values.len() == 1 {
+        values.remove(0)
+    } else {
+        json!({ "set": values })
+    }
+}
+
+/// The matches that select a zone's traffic (zone.match_rules): its devices, or its
+/// subnets per family.
+fn zone_matches(z: &Zone, ifkey: &str, addr: &str) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    let dev = (!z.devices.is_empty()).then(|| {
+        m(
+            json!({"meta": {"key": ifkey}}),
+            "==",
+            one_or_set(z.devices.iter().map(|d| json!(d)).collect()),
+        )
+    });
+    let fam = |f: &str| m(json!({"meta": {"key": "nfproto"}}), "==", json!(f));
+    if z.subnets4.is_empty() && z.subnets6.is_empty() {
+        if let Some(dev) = dev {
+            let mut exprs = Vec::new();
+            match z.family {
+                4 => exprs.push(fam("ipv4")),
+                6 => exprs.push(fam("ipv6")),
+                _ => {}
+            }
+            exprs.push(dev);
+            out.push(exprs);
+        }
+        return out;
+    }
+    for (family, proto, subnets) in [(4, "ip", &z.subnets4), (6, "ip6", &z.subnets6)] {
+        if subnets.is_empty() || (z.family != 0 && z.family != family) {
+            continue;
+        }
+        let mut exprs: Vec<Value> = dev.iter().cloned().collect();
+        exprs.push(m(
+            json!({"payload": {"protocol": proto, "field": addr}}),
+            "==",
+            one_or_set(subnets.clone()),
+        ));
+        out.push(exprs);
+    }
+    out
+}
+
+fn network_device(network: &[Section], name: &str) -> Option<String> {
+    let s = network
+        .iter()
+        .find(|s| s.kind == "interface" && s.name.as_deref() == Some(name))?;
+    let proto = s.get("proto").unwrap_or("none");
+    if matches!(proto, "pppoe" | "pppoa" | "pptp" | "l2tp") {
+        return Some(format!(
+            "{}-{name}",
+            if proto == "pppoa" { "pppoa" } else { "pppoe" }
+        ));
+    }
+    if matches!(
+        proto,
+        "wireguard"
+            | "gre"
+            | "gretap"
+            | "vti"
+            | "6in4"
+            | "6to4"
+            | "6rd"
+            | "dslite"
+            | "map"
+            | "qmi"
+            | "ncm"
+            | "3g"
+    ) {
+        return Some(name.to_string());
+    }
+    if let Some(dev) = s.get("device") {
+        return Some(dev.to_string());
+    }
+    if s.get("type") == Some("bridge") {
+        return Some(format!("br-{name}"));
+    }
+    s.values("ifname").into_iter().next()
+}
+
+fn parse_policy(v: &str) -> Option<&'static str> {
+    let v = v.to_ascii_lowercase();
+    ["accept", "reject", "drop"]
+        .into_iter()
+        .find(|c| !v.is_empty() && c.starts_with(v.as_str()))
+}
+
+fn is_true(v: &str) -> bool {
+    matches!(v, "1" | "on" | "true" | "yes")
+}
+
+fn is_false(v: &str) -> bool {
+    matches!(v, "0" | "off" | "false" | "no")
+}
+
+fn parse_family(v: &str) -> u8 {
+    if v == "inet" || v.contains('4') {
+        4
+    } else if v.contains('6') {
+        6
+    } else {
+        0
+    }
+}
+
+/// A UCI address: host, CIDR, address/mask (contiguous), or range. (family, nft value)
+fn parse_addr(s: &str) -> Option<(u8, Value)> {
+    use std::net::IpAddr;
+    if let Some((a, b)) = s.split_once('/') {
+        let addr: IpAddr = a.parse().ok()?;
+        let bits = match b.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => {
+                let mask: IpAddr = b.parse().ok()?;
+                let (v, width) = match mask {
+                    IpAddr::V4(m) => (u32::from(m) as u128, 32),
+                    IpAddr::V6(m) => (u128::from(m), 128),
+                };
+                let ones = if width == 32 {
+                    (v as u32).leading_ones()
+                } else {
+                    v.leading_ones()
+                };
+                let rebuilt = if ones == 0 {
+                    0
+                } else {
+                    (u128::MAX << (128 - ones)) >> (128 - width)
+                };
+                if rebuilt != v {
+                    return None;
+                }
+                ones
+            }
+        };
+        let family = if addr.is_ipv4() { 4 } else { 6 };
+        if bits > if family == 4 { 32 } else { 128 } {
+            return None;
+        }
+        return Some((
+            family,
+            json!({"prefix": {"addr": addr.to_string(), "len": bits}}),
+        ));
+    }
+    if let Some((a, b)) = s.split_once('-') {
+        let (a, b): (IpAddr, IpAddr) = (a.parse().ok()?, b.parse().ok()?);
+        if a.is_ipv4() != b.is_ipv4() {
+            return None;
+        }
+        return Some((
+            if a.is_ipv4() { 4 } else { 6 },
+            json!({"range": [a.to_string(), b.to_string()]}),
+        ));
+    }
+    let a: IpAddr = s.parse().ok()?;
+    Some((if a.is_ipv4() { 4 } else { 6 }, json!(a.to_string())))
+}
+
+fn parse_port(s: &str) -> Option<Value> {
+    let (lo, hi) = match s.split_once(['-', ':']) {
+        Some((a, b)) => (a.parse::<u16>().ok()?, b.parse::<u16>().ok()?),
+        None => {
+            let p = s.parse::<u16>().ok()?;
+            (p, p)
+        }
+    };
+    if lo > hi {
+        return None;
+    }
+    Some(if lo == hi {
+        json!(lo)
+    } else {
+        json!({"range": [lo, hi]})
+    })
+}
+
+fn icmp_type(name: &str, v6: bool) -> Option<u8> {
+    if let Ok(n) = name.split('/').next()?.parse::<u8>() {
+        return Some(n);
+    }
+    let v = match (name, v6) {
+        ("echo-reply" | "pong", false) => 0,
+        ("destination-unreachable", false) => 3,
+        ("source-quench", false) => 4,
+        ("redirect", false) => 5,
+        ("echo-request" | "ping", false) => 8,
+        ("router-advertisement", false) => 9,
+        ("router-solicitation", false) => 10,
+        ("time-exceeded" | "ttl-exceeded", false) => 11,
+        ("parameter-problem", false) => 12,
+        ("timestamp-request", false) => 13,
+        ("timestamp-reply", false) => 14,
+        ("address-mask-request", false) => 17,
+        ("address-mask-reply", false) => 18,
+        ("destination-unreachable", true) => 1,
+        ("packet-too-big", true) => 2,
+        ("time-exceeded" | "ttl-exceeded", true) => 3,
+        ("parameter-problem", true) => 4,
+        ("echo-request" | "ping", true) => 128,
+        ("echo-reply" | "pong", true) => 129,
+        ("router-solicitation", true) => 133,
+        ("router-advertisement", true) => 134,
+        ("neighbour-solicitation" | "neighbor-solicitation", true) => 135,
+        ("neighbour-advertisement" | "neighbor-advertisement", true) => 136,
+        ("redirect", true) => 137,
+        _ => return None,
+    };
+    Some(v)
+}
+
+/// Split a list of possibly negated values into (positive, negative).
+fn split_neg(values: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let mut pos = Vec::new();
+    let mut neg = Vec::new();
+    for v in values {
+        match v.strip_prefix('!') {
+            Some(n) if !n.is_empty() => neg.push(n.to_string()),
+            Some(_) => {}
+            None => pos.push(v),
+        }
+    }
+    (pos, neg)
+}
+
+const UNMODELLED_RULE_OPTIONS: [&str; 16] = [
+    "ipset",
+    "helper",
+    "src_mac",
+    "mark",
+    "dscp",
+    "start_date",
+    "stop_date",
+    "start_time",
+    "stop_time",
+    "weekdays",
+    "monthdays",
+    "utc_time",
+    "extra",
+    "set_helper",
+    "set_mark",
+    "set_xmark",
+];
+
+fn unsupported(option: &str, value: &str) -> Value {
+    json!({"unsupported": {"option": option, "value": value}})
+}
+
+fn compile_rule(b: &mut Builder, zones: &mut [Zone], s: &Section, id: &str) {
+    let name = s.get("name").unwrap_or(id).to_string();
+    let target = s.get("target").map(|t| t.to_ascii_lowercase());
+    let target = match target.as_deref() {
+        None => None,
+        Some(t) => match [
+            "accept", "reject", "drop", "notrack", "helper", "mark", "dscp",
+        ]
+        .into_iter()
+        .find(|c| c.starts_with(t))
+        {
+            Some(c @ ("accept" | "reject" | "drop")) => Some(c.to_string()),
+            Some(other) => {
+                b.notes.push((
+                    Severity::Info,
+                    format!("rule {name}: target `{other}` does not filter; not modelled"),
+                ));
+                return;
+            }
+            None => {
+                b.notes.push((
+                    Severity::Warning,
+                    format!("rule {name}: unknown target `{t}`; skipped (fw4 rejects the section)"),
+                ));
+                return;
+            }
+        },
+    };
+    let src = s.get("src");
+    let dest = s.get("dest");
+    for z in [src, dest].into_iter().flatten() {
+        if z != "*" && !zones.iter().any(|zone| zone.name == z) {
+            b.notes.push((
+                Severity::Warning,
+                format!("rule {name}: unknown zone `{z}`; skipped (as fw4 does)"),
+            ));
+            return;
+        }
+    }
+    let zone = |n: &str| zones.iter().position(|z| z.name == n);
+    let mut chain = "output".to_string();
+    if let Some(src) = src {
+        chain = match (src == "*", dest.is_some()) {
+            (true, true) => "forward".into(),
+            (true, false) => "input".into(),
+            (false, true) => format!("forward_{src}"),
+            (false, false) => format!("input_{src}"),
+        };
+    }
+    if let (Some(dest), None) = (dest, src) {
+        chain = if dest == "*" {
+            "output".into()
+        } else {
+            format!("output_{dest}")
+        };
+    }
+    let verdict: Option<Value> = match &target {
+        None => None,
+        Some(t) => {
+            if let Some(d) = dest.filter(|d| *d != "*") {
+                zones[zone(d).expect("checked")].dflags.insert(t.clone());
+                Some(json!({"jump": {"target": format!("{t}_to_{d}")}}))
+            } else if let Some(zi) = src
+                .filter(|z| *z != "*")
+                .and_then(zone)
+                .filter(|&zi| zones[zi].log && t != "accept")
+            {
+                zones[zi].sflags.insert(t.clone());
+                Some(json!({"jump": {"target": format!("{t}_from_{}", zones[zi].name)}}))
+            } else if t == "reject" {
+                Some(json!({"jump": {"target": "handle_reject"}}))
+            } else {
+                Some(json!({ t.as_str(): null }))
+            }
+        }
+    };
+
+    let mut extra: Vec<Value> = Vec::new();
+    for opt in UNMODELLED_RULE_OPTIONS {
+        if let Some(v) = s.get(opt) {
+            extra.push(unsupported(opt, v));
+            b.notes.push((Severity::Warning, format!("rule {name}: option `{opt}` is not modelled; the cells it touches are reported unknown")));
+        }
+    }
+    let limit = s.get("limit").map(|l| json!({"limit": {"rate": l}}));
+    let iface = s.get("device").map(|d| {
+        let key = if s
+            .get("direction")
+            .is_some_and(|d| d == "out" || d == "egress")
+        {
+            "oifname"
+        } else {
+            "iifname"
+        };
+        let dev = d
+            .strip_suffix('+')
+            .map_or(d.to_string(), |p| format!("{p}*"));
+        m(json!({"meta": {"key": key}}), "==", json!(dev))
+    });
+
+    let mut protos: Vec<String> = Vec::new();
+    for p in s.values("proto") {
+        match p.to_ascii_lowercase().as_str() {
+            "tcpudp" => protos.extend(["tcp".to_string(), "udp".to_string()]),
+            "1" | "icmp" => protos.push("icmp".into()),
+            "58" | "icmpv6" | "ipv6-icmp" => protos.push("ipv6-icmp".into()),
+            "6" => protos.push("tcp".into()),
+            "17" => protos.push("udp".into()),
+            "all" | "any" | "*" => protos.push("any".into()),
+            other => protos.push(other.to_string()),
+        }
+    }
+    if protos.is_empty() {
+        protos = vec!["tcp".into(), "udp".into()];
+    }
+    let (sip_pos, sip_neg) = split_neg(s.values("src_ip"));
+    let (dip_pos, dip_neg) = split_neg(s.values("dest_ip"));
+    let addrs = |list: &[String], fam: u8, b: &mut Builder| -> Vec<Value> {
+        list.iter()
+            .filter_map(|a| match parse_addr(a) {
+                Some((f, v)) if f == fam => Some(v),
+                Some(_) => None,
+                None => {
+                    b.notes.push((Severity::Warning, format!("rule {name}: address `{a}` not understood (network names are resolved only on the router)")));
+                    Some(json!({"unsupported-address": a}))
+                }
+            })
+            .collect()
+    };
+    let fam_of = |list: &[String]| -> (bool, bool) {
+        let fams: Vec<u8> = list
+            .iter()
+            .filter_map(|a| parse_addr(a).map(|(f, _)| f))
+            .collect();
+        (fams.contains(&4), fams.contains(&6))
+    };
+    let all_ips: Vec<String> = sip_pos
+        .iter()
+        .chain(&sip_neg)
+        .chain(&dip_pos)
+        .chain(&dip_neg)
+        .cloned()
+        .collect();
+    let (has4, has6) = fam_of(&all_ips);
+    let explicit_family = s.get("family").map(parse_family);
+    let icmp_types = s.values("icmp_type");
+
+    for proto in &protos {
+        let mut family = explicit_family.unwrap_or(0);
+        if proto == "ipv6-icmp" {
+            family = 6;
+        }
+        let ports_apply = proto == "tcp" || proto == "udp";
+        let (sp_pos, sp_neg) = if ports_apply {
+            split_neg(s.values("src_port"))
+        } else {
+            (vec![], vec![])
+        };
+        let (dp_pos, dp_neg) = if ports_apply {
+            split_neg(s.values("dest_port"))
+        } else {
+            (vec![], vec![])
+        };
+        let itypes = (proto == "icmp" || proto == "ipv6-icmp") && !icmp_types.is_empty();
+        if explicit_family.is_none() && proto != "ipv6-icmp" {
+            family = match (has4 || (itypes && proto == "icmp" && false), has6) {
+                (true, false) => 4,
+                (false, true) => 6,
+                _ => 0,
+            };
+        }
+        let has_addrs_specific = has4 || has6;
+        let fams: Vec<u8> = if family == 0 && !has_addrs_specific && !itypes {
+            vec![0]
+        } else {
+            [4u8, 6u8]
+                .into_iter()
+                .filter(|f| family == 0 || family == *f)
+                .filter(|f| !has_addrs_specific || (*f == 4 && has4) || (*f == 6 && has6))
+                .filter(|f| {
+                    !(proto == "icmp"
+                        && itypes
+                        && *f == 6
+                        && icmp_types.iter().all(|t| icmp_type(t, true).is_none()))
+                })
+                .collect()
+        };
+        for fam in fams {
+            let mut exprs: Vec<Value> = Vec::new();
+            let has_ports =
+                !(sp_pos.is_empty() && sp_neg.is_empty() && dp_pos.is_empty() && dp_neg.is_empty());
+            let rule_addrs = !(sip_pos.is_empty()
+                && sip_neg.is_empty()
+                && dip_pos.is_empty()
+                && dip_neg.is_empty());
+            if fam != 0 && !rule_addrs {
+                exprs.push(m(
+                    json!({"meta": {"key": "nfproto"}}),
+                    "==",
+                    json!(if fam == 4 { "ipv4" } else { "ipv6" }),
+                ));
+            }
+            let icmp_here = itypes && (proto == "icmp" || proto == "ipv6-icmp");
+            if proto != "any" && !has_ports && !icmp_here {
+                let l4 = match (proto.as_str(), fam) {
+                    ("icmp", 0) => json!({"set": ["icmp", "ipv6-icmp"]}),
+                    ("icmp", 6) | ("ipv6-icmp", _) => json!("ipv6-icmp"),
+                    (p, _) => match p.parse::<u8>() {
+                        Ok(n) => json!(n),
+                        Err(_) => json!(p),
+                    },
+                };
+                exprs.push(m(json!({"meta": {"key": "l4proto"}}), "==", l4));
+            }
+            if let Some(i) = &iface {
+                exprs.push(i.clone());
+            }
+            let ipproto = if fam == 6 { "ip6" } else { "ip" };
+            for (list, field, op) in [
+                (&sip_pos, "saddr", "=="),
+                (&sip_neg, "saddr", "!="),
+                (&dip_pos, "daddr", "=="),
+                (&dip_neg, "daddr", "!="),
+            ] {
+                let vals = addrs(list, if fam == 6 { 6 } else { 4 }, b);
+                if !vals.is_empty() {
+                    exprs.push(m(
+                        json!({"payload": {"protocol": ipproto, "field": field}}),
+                        op,
+                        one_or_set(vals),
+                    ));
+                }
+            }
+            for (list, field, op) in [
+                (&sp_pos, "sport", "=="),
+                (&sp_neg, "sport", "!="),
+                (&dp_pos, "dport", "=="),
+                (&dp_neg, "dport", "!="),
+            ] {
+                let vals: Vec<Value> = list
+                    .iter()
+                    .map(|p| parse_port(p).unwrap_or_else(|| json!({"unsupported-port": p})))
+                    .collect();
+                if !vals.is_empty() {
+                    exprs.push(m(
+                        json!({"payload": {"protocol": proto, "field": field}}),
+                        op,
+                        one_or_set(vals),
+                    ));
+                }
+            }
+            if icmp_here {
+                let v6 = fam == 6 || proto == "ipv6-icmp";
+                let types: Vec<Value> = icmp_types
+                    .iter()
+                    .filter_map(|t| icmp_type(t, v6))
+                    .map(|t| json!(t))
+                    .collect();
+                if types.is_empty() {
+                    continue;
+                }
+                let p = if v6 { "icmpv6" } else { "icmp" };
+                exprs.push(m(
+                    json!({"payload": {"protocol": p, "field": "type"}}),
+                    "==",
+                    one_or_set(types),
+                ));
+            }
+            exprs.extend(extra.iter().cloned());
+            if let Some(l) = &limit {
+                exprs.push(l.clone());
+            }
+            exprs.push(json!({"counter": {"packets": 0, "bytes": 0}}));
+            if let Some(v) = &verdict {
+                exprs.push(v.clone());
+            }
+            b.rule(&chain, exprs, Some(format!("!fw4: {name}")));
+        }
+    }
+}
+
+fn compile_redirect(b: &mut Builder, zones: &mut [Zone], s: &Section, name: &str) {
+    let target = s.get("target").unwrap_or("dnat").to_ascii_lowercase();
+    if target != "dnat" {
+        b.notes.push((
+            Severity::Info,
+            format!(
+                "redirect {name}: target `{target}` (source NAT) does not filter; not modelled"
+            ),
+        ));
+        return;
+    }
+    let Some(src) = s.get("src").filter(|z| *z != "*") else {
+        b.notes.push((
+            Severity::Warning,
+            format!("redirect {name}: DNAT needs a source zone; skipped (as fw4 does)"),
+        ));
+        return;
+    };
+    let Some(zi) = zones.iter().position(|z| z.name == src) else {
+        b.notes.push((
+            Severity::Warning,
+            format!("redirect {name}: unknown zone `{src}`; skipped"),
+        ));
+        return;
+    };
+    zones[zi].dflags.insert("dnat".into());
+    let dest_ip = s.get("dest_ip").and_then(parse_addr);
+    let mut protos: Vec<String> = s.values("proto");
+    if protos.is_empty() || protos.iter().any(|p| p == "tcpudp") {
+        protos = vec!["tcp".into(), "udp".into()];
+    }
+    for proto in protos {
+        let mut exprs = vec![m(json!({"meta": {"key": "nfproto"}}), "==", json!("ipv4"))];
+        if let Some(sip) = s.get("src_ip").and_then(parse_addr) {
+            exprs.push(m(
+                json!({"payload": {"protocol": "ip", "field": "saddr"}}),
+                "==",
+                sip.1,
+            ));
+        }
+        if let Some(dip) = s.get("src_dip").and_then(parse_addr) {
+            exprs.push(m(
+                json!({"payload": {"protocol": "ip", "field": "daddr"}}),
+                "==",
+                dip.1,
+            ));
+        }
+        let sdport = s.get("src_dport").and_then(parse_port);
+        if let Some(p) = &sdport {
+            exprs.push(m(
+                json!({"payload": {"protocol": proto, "field": "dport"}}),
+                "==",
+                p.clone(),
+            ));
+        } else {
+            exprs.push(m(json!({"meta": {"key": "l4proto"}}), "==", json!(proto)));
+        }
+        exprs.push(json!({"counter": {"packets": 0, "bytes": 0}}));
+        let port = s
+            .get("dest_port")
+            .or(s.get("src_dport"))
+            .and_then(|p| p.split(['-', ':']).next()?.parse::<u16>().ok());
+        let mut dnat = json!({"family": "ip"});
+        match &dest_ip {
+            Some((4, Value::String(a))) => dnat["addr"] = json!(a),
+            _ => {
+                b.notes.push((Severity::Warning, format!("redirect {name}: no IPv4 dest_ip (a redirect to the router itself) is not modelled")));
+                exprs.push(unsupported("redirect", name));
+            }
+        }
+        if let Some(p) = port {
+            dnat["port"] = json!(p);
+        }
+        exprs.push(json!({ "dnat": dnat }));
+        b.rule(
+            &format!("dstnat_{src}"),
+            exprs,
+            Some(format!("!fw4: {name}")),
+        );
+    }
+}
