@@ -1,0 +1,335 @@
+//! Parsers for what the service managers and socket tools print. Each takes the
+//! captured text and returns data; none of them runs anything.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::Serialize;
+
+/// One job as `launchctl print gui/<uid>/<label>` describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LaunchdJob {
+    /// `running`, `not running`, `spawn scheduled`, ...
+    pub state: String,
+    pub pid: Option<u32>,
+    /// Launches since the job was loaded.
+    pub runs: Option<u32>,
+    /// `None` while it has never exited.
+    pub last_exit_code: Option<i32>,
+    pub path: Option<String>,
+    pub program: Option<String>,
+    /// The `environment` block launchd passes to the job.
+    pub environment: BTreeMap<String, String>,
+}
+
+/// Reads the top level of a `launchctl print` service dump. Nested blocks are
+/// skipped except `environment`, which shows what the job really got.
+pub fn launchctl_print(text: &str) -> LaunchdJob {
+    let mut job = LaunchdJob::default();
+    let mut depth = 0usize;
+    let mut block = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.ends_with('{') {
+            if depth == 1 {
+                block = trimmed.trim_end_matches('{').trim_end().trim_end_matches('=').trim().to_string();
+            }
+            depth += 1;
+            continue;
+        }
+        if trimmed == "}" {
+            depth = depth.saturating_sub(1);
+            continue;
+        }
+        if depth == 2 && block == "environment" {
+            if let Some((name, value)) = trimmed.split_once(" => ") {
+                job.environment.insert(name.to_string(), value.to_string());
+            }
+            continue;
+        }
+        if depth != 1 {
+            continue;
+        }
+        let Some((key, value)) = trimmed.split_once(" = ") else {
+            continue;
+        };
+        match key {
+            "state" => job.state = value.to_string(),
+            "pid" => job.pid = value.parse().ok(),
+            "runs" => job.runs = value.parse().ok(),
+            "last exit code" => job.last_exit_code = value.parse().ok(),
+            "path" => job.path = Some(value.to_string()),
+            "program" => job.program = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    job
+}
+
+/// Where a socket listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "ip")]
+pub enum ListenAddress {
+    /// 0.0.0.0, `[::]` or `*`: every interface.
+    Any,
+    Ip(IpAddr),
+}
+
+impl ListenAddress {
+    pub fn is_any(&self) -> bool {
+        matches!(self, ListenAddress::Any)
+    }
+
+    pub fn is_loopback(&self) -> bool {
+        matches!(self, ListenAddress::Ip(ip) if ip.is_loopback())
+    }
+}
+
+impl std::fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddress::Any => f.write_str("*"),
+            ListenAddress::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            ListenAddress::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// A listening TCP socket and, when the tool could see it, its process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listener {
+    pub address: ListenAddress,
+    pub port: u16,
+    pub pid: Option<u32>,
+    pub command: Option<String>,
+}
+
+impl std::fmt::Display for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.address, self.port)?;
+        match (&self.command, self.pid) {
+            (Some(command), Some(pid)) => write!(f, " ({command}, pid {pid})"),
+            (None, Some(pid)) => write!(f, " (pid {pid})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `ss -Hltnp` lines: `LISTEN 0 4096 192.168.250.20:11434 0.0.0.0:* users:(("ollama",pid=812,fd=3))`.
+pub fn ss_listeners(text: &str) -> Vec<Listener> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 5 || fields[0] != "LISTEN" {
+                return None;
+            }
+            let (address, port) = split_socket(fields[3])?;
+            let (command, pid) = fields
+                .get(5)
+                .map(|users| ss_process(users))
+                .unwrap_or((None, None));
+            Some(Listener {
+                address,
+                port,
+                pid,
+                command,
+            })
+        })
+        .collect()
+}
+
+fn ss_process(users: &str) -> (Option<String>, Option<u32>) {
+    let command = users
+        .split_once("((\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(name, _)| name.to_string());
+    let pid = users
+        .split_once("pid=")
+        .and_then(|(_, rest)| rest.split([',', ')']).next())
+        .and_then(|pid| pid.parse().ok());
+    (command, pid)
+}
+
+/// `lsof -nP -iTCP:<port> -sTCP:LISTEN` rows:
+/// `ollama  812 alice 3u IPv4 0x5b1e... 0t0 TCP 192.168.250.20:11434 (LISTEN)`.
+pub fn lsof_listeners(text: &str) -> Vec<Listener> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 3 || fields[0] == "COMMAND" || fields.last() != Some(&"(LISTEN)") {
+                return None;
+            }
+            let name = fields[fields.len() - 2];
+            let (address, port) = split_socket(name)?;
+            Some(Listener {
+                address,
+                port,
+                pid: fields[1].parse().ok(),
+                // lsof escapes spaces in command names as \x20.
+                command: Some(fields[0].replace("\\x20", " ")),
+            })
+        })
+        .collect()
+}
+
+/// Splits `addr:port` as ss and lsof print it: `*:11434`, `0.0.0.0:11434`,
+/// `[::]:11434`, `[::1]:11434`, `127.0.0.53%lo:53`, `[fe80::1]%eth0:22`.
+fn split_socket(text: &str) -> Option<(ListenAddress, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.split('%').next().unwrap_or(host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let address = match host {
+        "*" => ListenAddress::Any,
+        _ => {
+            let ip: IpAddr = host.parse().ok()?;
+            if ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) || ip == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+                ListenAddress::Any
+            } else {
+                ListenAddress::Ip(ip)
+            }
+        }
+    };
+    Some((address, port))
+}
+
+/// `systemctl show -p A,B,C unit` prints `A=value` lines.
+pub fn systemctl_show(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+/// A process from `ps -axo pid=,command=`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Process {
+    pub pid: u32,
+    pub command: String,
+}
+
+pub fn ps_processes(text: &str) -> Vec<Process> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim_start();
+            let (pid, command) = line.split_once(char::is_whitespace)?;
+            Some(Process {
+                pid: pid.parse().ok()?,
+                command: command.trim().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// A hardware port from `networksetup -listallhardwareports`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HardwarePort {
+    pub port: String,
+    pub device: String,
+}
+
+pub fn hardware_ports(text: &str) -> Vec<HardwarePort> {
+    let mut ports = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(port) = line.strip_prefix("Hardware Port: ") {
+            current = Some(port.trim().to_string());
+        } else if let Some(device) = line.strip_prefix("Device: ")
+            && let Some(port) = current.take()
+        {
+            ports.push(HardwarePort {
+                port,
+                device: device.trim().to_string(),
+            });
+        }
+    }
+    ports
+}
+
+/// A network service from `networksetup -listnetworkserviceorder`:
+/// `(1) USB 10/100/1000 LAN` then `(Hardware Port: USB 10/100/1000 LAN, Device: en7)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkService {
+    pub name: String,
+    pub port: String,
+    pub device: String,
+    pub enabled: bool,
+}
+
+pub fn network_service_order(text: &str) -> Vec<NetworkService> {
+    let mut services = Vec::new();
+    let mut pending: Option<(String, bool)> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("(Hardware Port: ") {
+            let Some((name, enabled)) = pending.take() else {
+                continue;
+            };
+            let rest = rest.trim_end_matches(')');
+            let Some((port, device)) = rest.rsplit_once(", Device: ") else {
+                continue;
+            };
+            services.push(NetworkService {
+                name,
+                port: port.to_string(),
+                device: device.to_string(),
+                enabled,
+            });
+            continue;
+        }
+        // `(3) Name`, or `(*) Name` for a disabled service.
+        if let Some(rest) = line.strip_prefix('(')
+            && let Some((index, name)) = rest.split_once(") ")
+            && (index == "*" || index.chars().all(|c| c.is_ascii_digit()))
+        {
+            pending = Some((name.to_string(), index != "*"));
+        }
+    }
+    services
+}
+
+/// Whether a hardware port is a wired Ethernet port (built-in, USB or Thunderbolt
+/// adapters), as opposed to Wi-Fi, Bluetooth, bridges and tethering.
+pub fn is_wired_port(port: &str) -> bool {
+    let lower = port.to_ascii_lowercase();
+    let excluded = ["wi-fi", "airport", "bluetooth", "bridge", "iphone", "ipad", "vpn"];
+    if excluded.iter().any(|word| lower.contains(word)) {
+        return false;
+    }
+    lower.contains("ethernet") || lower.contains("lan") || lower.contains("usb")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_forms_split_into_address_and_port() {
+        let ip = |s: &str| ListenAddress::Ip(s.parse().unwrap());
+        assert_eq!(split_socket("*:11434"), Some((ListenAddress::Any, 11434)));
+        assert_eq!(split_socket("0.0.0.0:11434"), Some((ListenAddress::Any, 11434)));
+        assert_eq!(split_socket("[::]:11434"), Some((ListenAddress::Any, 11434)));
+        assert_eq!(split_socket("[::1]:11434"), Some((ip("::1"), 11434)));
+        assert_eq!(split_socket("127.0.0.53%lo:53"), Some((ip("127.0.0.53"), 53)));
+        assert_eq!(split_socket("[fe80::1]%eth0:22"), Some((ip("fe80::1"), 22)));
+        assert_eq!(split_socket("garbage"), None);
+    }
+
+    #[test]
+    fn wired_ports_exclude_wireless_and_bridges() {
+        assert!(is_wired_port("Ethernet"));
+        assert!(is_wired_port("USB 10/100/1000 LAN"));
+        assert!(is_wired_port("Thunderbolt Ethernet Slot 0"));
+        assert!(!is_wired_port("Wi-Fi"));
+        assert!(!is_wired_port("Thunderbolt Bridge"));
+        assert!(!is_wired_port("iPhone USB"));
+        assert!(!is_wired_port("Bluetooth PAN"));
+    }
+
+    #[test]
+    fn ps_lines_keep_commands_with_spaces() {
+        let processes = ps_processes("  412 /Applications/Ollama.app/Contents/MacOS/Ollama\n 9 a b c\n");
+        assert_eq!(processes[0].pid, 412);
+        assert_eq!(processes[1].command, "a b c");
+    }
+}
