@@ -109,10 +109,8 @@ pub fn host_allowed(host_header: Option<&str>) -> bool {
 
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host
-            .split(']')
-            .next()
-            .map_or(host, |h| &host[..h.len() + 1]);
+        // `[v6]:port` -> `[v6]`; a bracket never closed is left as is (and fails to parse).
+        return host.find(']').map_or(host, |close| &host[..=close]);
     }
     match host.rsplit_once(':') {
         Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.contains(':') => {
@@ -157,5 +155,7 @@ mod tests {
         assert!(host_allowed(Some("[::1]:80")));
         assert!(host_allowed(Some("box.internal:11434")));
         assert!(!host_allowed(Some("attacker.example:11434")));
+        // An unclosed bracket must not panic; junk inside it is refused.
+        assert!(!host_allowed(Some("[attacker.example")));
     }
 }

@@ -18,6 +18,7 @@ const ENDPOINT: &str = "POST /v1/messages";
 
 pub(super) fn run(runner: &mut Runner<'_>) {
     let needs = Needs::MODEL.since(&MESSAGES_SINCE, "/v1/messages");
+    let needs_tools = Needs::TOOLS.since(&MESSAGES_SINCE, "/v1/messages");
 
     runner.check(
         "anthropic.messages",
@@ -99,7 +100,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         },
     );
 
-    runner.check("anthropic.tools", Family::Anthropic, "a message calls an offered tool (tool_use)", needs.with_tools(), |probe| {
+    runner.check("anthropic.tools", Family::Anthropic, "a message calls an offered tool (tool_use)", needs_tools, |probe| {
         let mut body = request(probe.model(), 256);
         body.messages[0].content = json!(TOOL_PROMPT);
         body.tools = Some(vec![Tool {
@@ -123,15 +124,6 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         }
         Ok((Passed::detail(format!("{name}({input})")), ()))
     });
-}
-
-impl Needs {
-    const fn with_tools(self) -> Needs {
-        Needs {
-            tools: true,
-            ..self
-        }
-    }
 }
 
 fn request(model: &str, max_tokens: u32) -> MessagesRequest {
