@@ -146,6 +146,15 @@ impl ScriptedRunner {
         self
     }
 
+    /// Whether `command_line` has an answer already.
+    pub fn is_scripted(&self, command_line: &str) -> bool {
+        self.replies
+            .lock()
+            .expect("runner replies")
+            .iter()
+            .any(|r| r.command_line == command_line)
+    }
+
     /// Every command run so far, in order.
     pub fn commands(&self) -> Vec<String> {
         self.log.lock().expect("runner log").iter().map(ToString::to_string).collect()

@@ -1,0 +1,205 @@
+//! Golden files for the plist, the unit and the drop-in; the plist parses back with
+//! exactly our keys; the unit and drop-in pass `systemd-analyze verify`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use sovereign_model::{BindMode, Deployment};
+use sovereign_server::render::{
+    LaunchAgent, PLIST_KEYS, SystemdService, UnitUser, render_dropin, render_plist, render_unit,
+};
+use sovereign_server::spec::{MacPaths, ServiceSpec};
+
+fn configs() -> Vec<(&'static str, Deployment)> {
+    let default = Deployment::reference();
+    let mut all = Deployment::reference();
+    all.server.bind = BindMode::All;
+    let mut custom = Deployment::reference();
+    custom.ollama.context_length = 131072;
+    custom.ollama.keep_alive = "-1".into();
+    custom.ollama.num_parallel = 2;
+    custom.ollama.flash_attention = false;
+    custom.server.address = "192.168.250.77".parse().unwrap();
+    custom.server.api_port = 11500;
+    vec![("default", default), ("bind_all", all), ("custom_context", custom)]
+}
+
+fn agent(deployment: &Deployment) -> LaunchAgent {
+    let spec = ServiceSpec::from_deployment(deployment);
+    LaunchAgent::new(
+        &spec,
+        PathBuf::from("/opt/homebrew/bin/ollama"),
+        &MacPaths::for_home(Path::new("/Users/alice")),
+    )
+}
+
+fn systemd(deployment: &Deployment, program: &Path, user: UnitUser) -> SystemdService {
+    SystemdService::new(&ServiceSpec::from_deployment(deployment), program.to_path_buf(), user)
+}
+
+#[test]
+fn plist_golden_files() {
+    for (name, deployment) in configs() {
+        insta::assert_snapshot!(format!("plist_{name}"), render_plist(&agent(&deployment)).unwrap());
+    }
+}
+
+#[test]
+fn unit_and_dropin_golden_files() {
+    let program = Path::new("/usr/local/bin/ollama");
+    for (name, deployment) in configs() {
+        insta::assert_snapshot!(
+            format!("unit_{name}"),
+            render_unit(&systemd(&deployment, program, UnitUser::Dynamic))
+        );
+        insta::assert_snapshot!(
+            format!("dropin_{name}"),
+            render_dropin(&systemd(&deployment, program, UnitUser::Named("ollama".into())))
+        );
+    }
+    insta::assert_snapshot!(
+        "unit_named_user",
+        render_unit(&systemd(&Deployment::reference(), program, UnitUser::Named("ollama".into())))
+    );
+}
+
+#[test]
+fn plist_parses_back_with_exactly_the_expected_keys_and_values() {
+    for (_, deployment) in configs() {
+        let spec = ServiceSpec::from_deployment(&deployment);
+        let text = render_plist(&agent(&deployment)).unwrap();
+        let value = plist::Value::from_reader_xml(text.as_bytes()).expect("a valid property list");
+        let root = value.as_dictionary().expect("a dictionary at the top");
+        let keys: Vec<&str> = root.keys().map(String::as_str).collect();
+        assert_eq!(keys, PLIST_KEYS);
+
+        assert_eq!(root["Label"].as_string(), Some("com.sovereign.ollama"));
+        let arguments: Vec<&str> = root["ProgramArguments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_string().unwrap())
+            .collect();
+        assert_eq!(arguments, ["/opt/homebrew/bin/ollama", "serve"]);
+        assert_eq!(root["RunAtLoad"].as_boolean(), Some(true));
+        assert_eq!(root["KeepAlive"].as_boolean(), Some(true));
+        assert_eq!(
+            root["StandardErrorPath"].as_string(),
+            Some("/Users/alice/Library/Logs/sovereign/ollama.err.log")
+        );
+
+        let environment = root["EnvironmentVariables"].as_dictionary().unwrap();
+        let names: Vec<&str> = environment.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "OLLAMA_HOST",
+                "OLLAMA_CONTEXT_LENGTH",
+                "OLLAMA_KEEP_ALIVE",
+                "OLLAMA_NUM_PARALLEL",
+                "OLLAMA_FLASH_ATTENTION"
+            ]
+        );
+        let expected_host = match deployment.server.bind {
+            BindMode::All => format!("0.0.0.0:{}", deployment.server.api_port),
+            BindMode::LanIp => format!("{}:{}", deployment.server.address, deployment.server.api_port),
+        };
+        assert_eq!(environment["OLLAMA_HOST"].as_string(), Some(expected_host.as_str()));
+        assert_eq!(
+            environment["OLLAMA_CONTEXT_LENGTH"].as_string(),
+            Some(deployment.ollama.context_length.to_string().as_str())
+        );
+        assert_eq!(spec.environment.len(), environment.len());
+    }
+}
+
+#[test]
+fn plist_escapes_what_xml_needs_escaping() {
+    let mut deployment = Deployment::reference();
+    deployment.ollama.keep_alive = "<24h & more>".into();
+    let text = render_plist(&agent(&deployment)).unwrap();
+    assert!(text.contains("&lt;24h &amp; more&gt;"), "{text}");
+    let value = plist::Value::from_reader_xml(text.as_bytes()).unwrap();
+    let keep_alive = value.as_dictionary().unwrap()["EnvironmentVariables"]
+        .as_dictionary()
+        .unwrap()["OLLAMA_KEEP_ALIVE"]
+        .as_string()
+        .unwrap()
+        .to_string();
+    assert_eq!(keep_alive, "<24h & more>");
+}
+
+/// `systemd-analyze verify` with the directory of the file on the search path, so the
+/// drop-in directory beside the unit is read too. Any warning fails the test.
+fn verify(unit: &Path) {
+    let output = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(unit)
+        .output()
+        .expect("systemd-analyze runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "verify failed for {}:\n{stderr}", unit.display());
+    assert!(stderr.trim().is_empty(), "verify warned for {}:\n{stderr}", unit.display());
+}
+
+#[test]
+fn unit_and_dropin_pass_systemd_analyze_verify() {
+    if !common::require_tool("systemd-analyze") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let program = common::fake_executable(dir.path(), "bin/ollama");
+    for (name, deployment) in configs() {
+        for user in [UnitUser::Dynamic, UnitUser::Named("root".into())] {
+            let case = dir.path().join(format!("{name}-{}", matches!(user, UnitUser::Dynamic)));
+            std::fs::create_dir_all(&case).unwrap();
+            let unit = case.join("sovereign-ollama.service");
+            std::fs::write(&unit, render_unit(&systemd(&deployment, &program, user))).unwrap();
+            verify(&unit);
+        }
+
+        // The drop-in on top of a unit shaped like Ollama's own installer writes.
+        let case = dir.path().join(format!("{name}-dropin"));
+        std::fs::create_dir_all(case.join("ollama.service.d")).unwrap();
+        let upstream = case.join("ollama.service");
+        std::fs::write(
+            &upstream,
+            format!(
+                "[Unit]\nDescription=Ollama Service\nAfter=network-online.target\n\n[Service]\n\
+                 ExecStart={} serve\nUser=root\nGroup=root\nRestart=always\nRestartSec=3\n\n\
+                 [Install]\nWantedBy=default.target\n",
+                program.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            case.join("ollama.service.d/sovereign.conf"),
+            render_dropin(&systemd(&deployment, &program, UnitUser::Named("root".into()))),
+        )
+        .unwrap();
+        verify(&upstream);
+    }
+}
+
+#[test]
+fn verify_catches_a_broken_unit() {
+    // Guards the test above: a unit with a misplaced assignment must not pass.
+    if !common::require_tool("systemd-analyze") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let program = common::fake_executable(dir.path(), "bin/ollama");
+    let unit = dir.path().join("broken.service");
+    std::fs::write(
+        &unit,
+        format!("Environment=\"OLLAMA_HOST=1.2.3.4\"\n[Service]\nExecStart={} serve\n", program.display()),
+    )
+    .unwrap();
+    let output = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&output.stderr).trim().is_empty());
+}
