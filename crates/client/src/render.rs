@@ -188,7 +188,13 @@ pub fn remove_block(profile: &str, separator: &str, file: &str) -> Result<String
     let before = &profile[..start];
     let after = &profile[end..];
     let before = before.strip_suffix(separator).unwrap_or(before);
-    Ok(format!("{before}{after}"))
+    // Lines the user added after the block must not join the last line before it.
+    let joint = if !after.is_empty() && !before.is_empty() && !before.ends_with('\n') {
+        "\n"
+    } else {
+        ""
+    };
+    Ok(format!("{before}{joint}{after}"))
 }
 
 /// Byte range of the block, from the start of its first line to just after its last
