@@ -1,0 +1,659 @@
+//! The reachability matrix, measured: from every vantage point to every listener
+//! the model's intent has a cell for, compared with the intent.
+//!
+//! A TCP port counts as open only after an application-level answer: through the
+//! userspace tunnel a rejected connect() occasionally reports success and the
+//! error only surfaces on the first read (research/lab-feasibility.md §6). The
+//! WireGuard port counts as open when the clients' tunnels received bytes during
+//! the run. The control run repeats everything with the router's ruleset flushed:
+//! every cell must then open, so no deny passes because a listener or route is missing.
+
+use std::fmt::Write as _;
+use std::io::{self, Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use serde::Serialize;
+use sovereign_model::{Destination, Expect, Isolation, Source, intent};
+
+use crate::topology::{
+    DNS_PORT, INTERNET_HOST, PEER_SERVICE_PORT, ROUTER_SERVICE_PORT, Role, Service, Topology,
+    WEB_PORT, server_other_port,
+};
+use crate::{Lab, LabError, netns};
+
+/// How long a probe waits for a connection or an answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One concrete probe for one intent cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeSpec {
+    pub source: Source,
+    pub destination: Destination,
+    pub expect: Expect,
+    pub enforceable: bool,
+    /// The node the probe runs from, and its address.
+    pub from: String,
+    pub src: Ipv4Addr,
+    pub method: Method,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Method {
+    /// Connect, send a request, and require an answer.
+    Tcp {
+        target: SocketAddrV4,
+        service: Service,
+    },
+    /// Send a datagram and require the echo.
+    Udp { target: SocketAddrV4 },
+    /// The client's tunnel received bytes from the router's WireGuard port during the run.
+    WireguardRx {
+        client: String,
+        interface: String,
+        endpoint: SocketAddrV4,
+    },
+}
+
+impl Method {
+    pub fn describe(&self, src: Ipv4Addr) -> String {
+        match self {
+            Method::Tcp { target, .. } => format!("{src} -> {target}/tcp"),
+            Method::Udp { target } => format!("{src} -> {target}/udp"),
+            Method::WireguardRx {
+                endpoint,
+                interface,
+                ..
+            } => format!("{src} -> {endpoint}/udp (WireGuard, {interface} rx)"),
+        }
+    }
+}
+
+/// A cell of the intent that the lab cannot instantiate, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotProbed {
+    pub source: Source,
+    pub destination: Destination,
+    pub reason: String,
+}
+
+/// What a probe saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "state", content = "detail")]
+pub enum Observation {
+    /// An application-level answer; the detail says what the far end saw.
+    Open(String),
+    /// TCP reset or ICMP port unreachable: the packet arrived, nothing listened.
+    Refused,
+    /// ICMP admin-prohibited (a firewall reject) or host unreachable.
+    Prohibited,
+    /// No answer within the timeout (a firewall drop).
+    Timeout,
+    NoRoute,
+    Error(String),
+}
+
+impl Observation {
+    pub fn is_open(&self) -> bool {
+        matches!(self, Observation::Open(_))
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            Observation::Open(seen) if seen.is_empty() => "OPEN".into(),
+            Observation::Open(seen) => format!("OPEN ({seen})"),
+            Observation::Refused => "REFUSED".into(),
+            Observation::Prohibited => "PROHIBITED".into(),
+            Observation::Timeout => "TIMEOUT".into(),
+            Observation::NoRoute => "NOROUTE".into(),
+            Observation::Error(e) => format!("ERROR {e}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// A deny cell the router cannot enforce (shared L2 segment) was open: the
+    /// leak the model predicts, detected.
+    Leak,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeResult {
+    #[serde(flatten)]
+    pub spec: ProbeSpec,
+    pub probe: String,
+    pub observed: Observation,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub probes: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub leaks: usize,
+    pub control_probes: usize,
+    pub control_open: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeReport {
+    pub lab: String,
+    pub isolation: Isolation,
+    pub enforced: Vec<ProbeResult>,
+    /// The same probes with the router's ruleset flushed; every one must open.
+    pub control: Vec<ProbeResult>,
+    pub not_probed: Vec<NotProbed>,
+    pub summary: Summary,
+}
+
+impl ProbeReport {
+    /// Every cell matched and the control opened everything.
+    pub fn passed(&self) -> bool {
+        self.summary.failed == 0
+            && self.summary.leaks == 0
+            && self.summary.control_open == self.summary.control_probes
+    }
+}
+
+/// The probes for every intent cell this topology can instantiate. Pure.
+pub fn plan(t: &Topology) -> (Vec<ProbeSpec>, Vec<NotProbed>) {
+    let d = &t.deployment;
+    let matrix = intent(d);
+    let server = SocketAddrV4::new(d.server.address, 0);
+    let clients: Vec<_> = t.clients().collect();
+    let mut specs = Vec::new();
+    let mut not_probed = Vec::new();
+    for cell in &matrix.cells {
+        let vantage: Vec<(&crate::Node, Ipv4Addr)> = match cell.source {
+            Source::Internet => t
+                .first(Role::Internet)
+                .map(|n| vec![(n, INTERNET_HOST)])
+                .unwrap_or_default(),
+            Source::VpnPeer => clients
+                .iter()
+                .map(|c| (*c, c.tunnel.as_ref().expect("tunnel").address))
+                .collect(),
+            Source::Server => t
+                .first(Role::Server)
+                .map(|n| vec![(n, n.address)])
+                .unwrap_or_default(),
+            Source::LanDevice => t
+                .first(Role::LanDevice)
+                .map(|n| vec![(n, n.address)])
+                .unwrap_or_default(),
+            Source::LanAdmin => t
+                .first(Role::LanAdmin)
+                .map(|n| vec![(n, n.address)])
+                .unwrap_or_default(),
+        };
+        if vantage.is_empty() {
+            not_probed.push(NotProbed {
+                source: cell.source,
+                destination: cell.destination,
+                reason: format!("the lab has no {} node", cell.source.label()),
+            });
+        }
+        for (index, (node, src)) in vantage.into_iter().enumerate() {
+            let router_address = match cell.source {
+                Source::Internet => d.wan.address.addr(),
+                Source::VpnPeer => d.wireguard.address,
+                _ => d.lan.router_address,
+            };
+            let tcp = |ip: Ipv4Addr, port: u16, service| Method::Tcp {
+                target: SocketAddrV4::new(ip, port),
+                service,
+            };
+            let method = match cell.destination {
+                Destination::RouterWireguard => {
+                    for client in &clients {
+                        let tunnel = client.tunnel.as_ref().expect("tunnel");
+                        specs.push(ProbeSpec {
+                            source: cell.source,
+                            destination: cell.destination,
+                            expect: cell.expect,
+                            enforceable: cell.enforceable,
+                            from: client.key.clone(),
+                            src: client.address,
+                            method: Method::WireguardRx {
+                                client: client.key.clone(),
+                                interface: tunnel.interface.clone(),
+                                endpoint: SocketAddrV4::new(
+                                    d.wan.address.addr(),
+                                    d.wireguard.listen_port,
+                                ),
+                            },
+                        });
+                    }
+                    if clients.is_empty() {
+                        not_probed.push(NotProbed {
+                            source: cell.source,
+                            destination: cell.destination,
+                            reason: "the lab has no VPN client to complete a handshake".into(),
+                        });
+                    }
+                    break;
+                }
+                Destination::RouterServices => {
+                    tcp(router_address, ROUTER_SERVICE_PORT, Service::Http)
+                }
+                Destination::RouterDns => Method::Udp {
+                    target: SocketAddrV4::new(router_address, DNS_PORT),
+                },
+                Destination::ServerApi => tcp(*server.ip(), d.server.api_port, Service::Api),
+                Destination::ServerSsh => tcp(*server.ip(), d.server.ssh_port, Service::Http),
+                Destination::ServerOther => tcp(*server.ip(), server_other_port(d), Service::Http),
+                Destination::OtherLan => {
+                    let target = match cell.source {
+                        Source::LanDevice => t.first(Role::LanDevice2),
+                        _ => t.first(Role::LanDevice),
+                    };
+                    tcp(
+                        target.expect("LAN devices exist").address,
+                        WEB_PORT,
+                        Service::Http,
+                    )
+                }
+                Destination::Internet => tcp(INTERNET_HOST, WEB_PORT, Service::Http),
+                Destination::VpnPeer => {
+                    let own = (cell.source == Source::VpnPeer).then_some(index);
+                    let Some(other) = clients
+                        .iter()
+                        .enumerate()
+                        .find(|(i, _)| Some(*i) != own)
+                        .map(|(_, c)| c)
+                    else {
+                        not_probed.push(NotProbed {
+                            source: cell.source,
+                            destination: cell.destination,
+                            reason: "needs a second VPN peer (run with --peers 2 or more)".into(),
+                        });
+                        continue;
+                    };
+                    tcp(
+                        other.tunnel.as_ref().expect("tunnel").address,
+                        PEER_SERVICE_PORT,
+                        Service::Http,
+                    )
+                }
+            };
+            specs.push(ProbeSpec {
+                source: cell.source,
+                destination: cell.destination,
+                expect: cell.expect,
+                enforceable: cell.enforceable,
+                from: node.key.clone(),
+                src,
+                method,
+            });
+        }
+    }
+    (specs, not_probed)
+}
+
+/// Probe the matrix, then (with `control`) again with the ruleset flushed. The
+/// rendered ruleset is restored afterwards, also when the control run fails.
+pub fn probe(lab: &Lab, control: bool) -> Result<ProbeReport, LabError> {
+    let topology = lab.topology();
+    let (specs, not_probed) = plan(topology);
+    let enforced = run(lab, &specs)?;
+    let enforced: Vec<ProbeResult> = specs
+        .iter()
+        .zip(enforced)
+        .map(|(spec, observed)| {
+            let verdict = judge(spec, &observed);
+            ProbeResult {
+                probe: spec.method.describe(spec.src),
+                spec: spec.clone(),
+                observed,
+                verdict,
+            }
+        })
+        .collect();
+    let mut control_results = Vec::new();
+    if control {
+        lab.flush_ruleset()?;
+        let observed = run(lab, &specs);
+        let restored = lab.restore_ruleset();
+        let observed = observed?;
+        restored?;
+        control_results = specs
+            .iter()
+            .zip(observed)
+            .map(|(spec, observed)| ProbeResult {
+                probe: spec.method.describe(spec.src),
+                spec: spec.clone(),
+                verdict: if observed.is_open() {
+                    Verdict::Pass
+                } else {
+                    Verdict::Fail
+                },
+                observed,
+            })
+            .collect();
+    }
+    let count =
+        |results: &[ProbeResult], verdict| results.iter().filter(|r| r.verdict == verdict).count();
+    let summary = Summary {
+        probes: enforced.len(),
+        passed: count(&enforced, Verdict::Pass),
+        failed: count(&enforced, Verdict::Fail),
+        leaks: count(&enforced, Verdict::Leak),
+        control_probes: control_results.len(),
+        control_open: count(&control_results, Verdict::Pass),
+    };
+    Ok(ProbeReport {
+        lab: lab.name().to_string(),
+        isolation: topology.deployment.server.isolation,
+        enforced,
+        control: control_results,
+        not_probed,
+        summary,
+    })
+}
+
+fn judge(spec: &ProbeSpec, observed: &Observation) -> Verdict {
+    match (spec.expect, observed.is_open()) {
+        (Expect::Allow, true) | (Expect::Deny, false) => Verdict::Pass,
+        (Expect::Deny, true) if !spec.enforceable => Verdict::Leak,
+        _ => Verdict::Fail,
+    }
+}
+
+/// Run all probes at once, each from a thread inside its source namespace.
+fn run(lab: &Lab, specs: &[ProbeSpec]) -> Result<Vec<Observation>, LabError> {
+    let topology = lab.topology();
+    let clients: Vec<String> = topology.clients().map(|c| c.key.clone()).collect();
+    let before: Vec<u64> = clients
+        .iter()
+        .map(|c| lab.client_transfer(c).map(|t| t.0))
+        .collect::<Result<_, _>>()?;
+    let handles: Vec<_> = specs
+        .iter()
+        .map(|spec| {
+            let netns = topology
+                .node(&spec.from)
+                .expect("probe sources are nodes")
+                .netns
+                .clone();
+            let method = spec.method.clone();
+            let src = spec.src;
+            netns::spawn_in(&netns, move || match method {
+                Method::Tcp { target, service } => probe_tcp(src, target, service),
+                Method::Udp { target } => probe_udp(target),
+                Method::WireguardRx { .. } => Observation::Timeout,
+            })
+        })
+        .collect();
+    let mut observed = Vec::new();
+    for handle in handles {
+        observed.push(netns::join(handle)?);
+    }
+    let after: Vec<u64> = clients
+        .iter()
+        .map(|c| lab.client_transfer(c).map(|t| t.0))
+        .collect::<Result<_, _>>()?;
+    for (spec, observation) in specs.iter().zip(observed.iter_mut()) {
+        if let Method::WireguardRx { client, .. } = &spec.method {
+            let i = clients
+                .iter()
+                .position(|c| c == client)
+                .expect("client exists");
+            let received = after[i].saturating_sub(before[i]);
+            *observation = if received > 0 {
+                Observation::Open(format!("tunnel rx +{received} bytes"))
+            } else {
+                Observation::Timeout
+            };
+        }
+    }
+    Ok(observed)
+}
+
+fn probe_tcp(_src: Ipv4Addr, target: SocketAddrV4, service: Service) -> Observation {
+    let mut stream = match TcpStream::connect_timeout(&target.into(), PROBE_TIMEOUT) {
+        Ok(s) => s,
+        Err(e) => return classify(&e),
+    };
+    let path = if service == Service::Api {
+        "/api/version"
+    } else {
+        "/lab"
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
+    let answer = (|| -> io::Result<String> {
+        stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+        stream.write_all(request.as_bytes())?;
+        let mut buffer = Vec::new();
+        stream.take(64 * 1024).read_to_end(&mut buffer)?;
+        Ok(String::from_utf8_lossy(&buffer).into_owned())
+    })();
+    match answer {
+        Ok(text) if text.starts_with("HTTP/1.") => {
+            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            let seen = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| {
+                    v.get("peer")
+                        .and_then(|p| p.as_str())
+                        .map(|p| format!("saw {p}"))
+                })
+                .unwrap_or_else(|| text.lines().next().unwrap_or("").to_string());
+            Observation::Open(seen)
+        }
+        Ok(text) if text.is_empty() => Observation::Error("closed without an answer".into()),
+        Ok(_) => Observation::Error("answer is not HTTP".into()),
+        // The connect "succeeded" but the exchange failed: classify the late error.
+        Err(e) => classify(&e),
+    }
+}
+
+fn probe_udp(target: SocketAddrV4) -> Observation {
+    let attempt = || -> io::Result<String> {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.connect(target)?;
+        socket.set_read_timeout(Some(PROBE_TIMEOUT))?;
+        socket.send(b"PROBE")?;
+        let mut buffer = [0u8; 512];
+        let n = socket.recv(&mut buffer)?;
+        Ok(String::from_utf8_lossy(&buffer[..n]).into_owned())
+    };
+    match attempt() {
+        Ok(text) => Observation::Open(
+            text.rsplit(' ')
+                .next()
+                .map(|p| format!("saw {p}"))
+                .unwrap_or_default(),
+        ),
+        Err(e) => classify(&e),
+    }
+}
+
+fn classify(e: &io::Error) -> Observation {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => Observation::Refused,
+        Some(libc::EHOSTUNREACH | libc::EACCES | libc::EPERM) => Observation::Prohibited,
+        Some(libc::ENETUNREACH) => Observation::NoRoute,
+        Some(libc::ETIMEDOUT | libc::EAGAIN) => Observation::Timeout,
+        _ if matches!(
+            e.kind(),
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+        ) =>
+        {
+            Observation::Timeout
+        }
+        _ => Observation::Error(e.to_string()),
+    }
+}
+
+/// The report as text: one line per probe (expected vs observed, with the
+/// concrete probe), the control run, and a summary.
+pub fn render_text(report: &ProbeReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "lab {}: reachability matrix (isolation: {:?})",
+        report.lab, report.isolation
+    );
+    let table = |results: &[ProbeResult], control: bool| {
+        let mut rows = vec![[
+            "from".to_string(),
+            "to".to_string(),
+            "probe".to_string(),
+            "expect".to_string(),
+            "observed".to_string(),
+            "result".to_string(),
+        ]];
+        for r in results {
+            let expect = if control {
+                "open".to_string()
+            } else {
+                r.spec.expect.to_string()
+            };
+            let result = match r.verdict {
+                Verdict::Pass => "ok",
+                Verdict::Fail => "MISMATCH",
+                Verdict::Leak => "LEAK (not enforceable: shared L2)",
+            };
+            rows.push([
+                format!("{} [{}]", r.spec.source.label(), r.spec.from),
+                r.spec.destination.label().to_string(),
+                r.probe.clone(),
+                expect,
+                r.observed.label(),
+                result.to_string(),
+            ]);
+        }
+        let mut widths = [0usize; 6];
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        let mut text = String::new();
+        for row in rows {
+            let line: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            let _ = writeln!(text, "  {}", line.join("  ").trim_end());
+        }
+        text
+    };
+    out.push_str(&table(&report.enforced, false));
+    for n in &report.not_probed {
+        let _ = writeln!(
+            out,
+            "  not probed: {} -> {}: {}",
+            n.source.label(),
+            n.destination.label(),
+            n.reason
+        );
+    }
+    if !report.control.is_empty() {
+        let _ = writeln!(
+            out,
+            "\ncontrol run (router ruleset flushed, then restored): every probe must open"
+        );
+        out.push_str(&table(&report.control, true));
+    }
+    let s = &report.summary;
+    let _ = writeln!(
+        out,
+        "\nsummary: {} probes, {} as intended, {} mismatches, {} detected leaks; control: {} of {} open",
+        s.probes, s.passed, s.failed, s.leaks, s.control_open, s.control_probes
+    );
+    if s.leaks > 0 {
+        let _ = writeln!(
+            out,
+            "the server shares the LAN bridge (isolation = shared): traffic between it and LAN hosts never \
+             crosses the router, so these denies cannot be enforced; use isolation = \"dedicated-port\""
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LabName;
+    use crate::topology::{lab_deployment, topology};
+    use sovereign_model::Deployment;
+
+    fn reference(peers: usize) -> Topology {
+        let name = LabName::new("t1").unwrap();
+        let keys: Vec<String> = (0..peers).map(|i| format!("{i:0>43}=")).collect();
+        topology(
+            &name,
+            &lab_deployment(&Deployment::reference(), &name, &keys).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_reference_cell_is_probed_from_every_client() {
+        let t = reference(2);
+        let (specs, not_probed) = plan(&t);
+        assert!(not_probed.is_empty(), "{not_probed:?}");
+        let cells = intent(&t.deployment).cells.len();
+        // Each VPN-peer cell runs from both clients; the WireGuard cell checks both tunnels.
+        let vpn_cells = intent(&t.deployment)
+            .cells
+            .iter()
+            .filter(|c| c.source == Source::VpnPeer)
+            .count();
+        assert_eq!(specs.len(), cells + vpn_cells + 1);
+        let probe = |s: Source, d: Destination, from: &str| {
+            specs
+                .iter()
+                .find(|p| p.source == s && p.destination == d && p.from == from)
+                .map(|p| p.method.describe(p.src))
+        };
+        assert_eq!(
+            probe(Source::VpnPeer, Destination::ServerApi, "v1").unwrap(),
+            "10.10.10.2 -> 192.168.250.20:11434/tcp"
+        );
+        assert_eq!(
+            probe(Source::VpnPeer, Destination::VpnPeer, "v2").unwrap(),
+            "10.10.10.3 -> 10.10.10.2:8080/tcp"
+        );
+        assert_eq!(
+            probe(Source::Internet, Destination::ServerApi, "net").unwrap(),
+            "203.0.113.10 -> 192.168.250.20:11434/tcp"
+        );
+        assert_eq!(
+            probe(Source::LanDevice, Destination::OtherLan, "dev").unwrap(),
+            "192.168.250.31 -> 192.168.250.32:80/tcp"
+        );
+    }
+
+    #[test]
+    fn one_peer_cannot_probe_peer_to_peer_and_says_so() {
+        let (_, not_probed) = plan(&reference(1));
+        assert_eq!(not_probed.len(), 1);
+        assert_eq!(
+            (not_probed[0].source, not_probed[0].destination),
+            (Source::VpnPeer, Destination::VpnPeer)
+        );
+    }
+
+    #[test]
+    fn an_open_unenforceable_deny_is_a_leak_and_an_enforceable_one_a_failure() {
+        let (specs, _) = plan(&reference(1));
+        let mut spec = specs
+            .into_iter()
+            .find(|s| s.expect == Expect::Deny)
+            .unwrap();
+        let open = Observation::Open(String::new());
+        assert_eq!(judge(&spec, &open), Verdict::Fail);
+        spec.enforceable = false;
+        assert_eq!(judge(&spec, &open), Verdict::Leak);
+        assert_eq!(judge(&spec, &Observation::Prohibited), Verdict::Pass);
+    }
+}

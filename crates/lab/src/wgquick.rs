@@ -1,0 +1,108 @@
+//! Splitting a wg-quick config into what `wg setconf` accepts and what wg-quick
+//! itself would apply with `ip` (addresses, MTU, routes).
+
+use ipnet::Ipv4Net;
+
+/// A wg-quick config taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSetup {
+    /// The config without wg-quick-only keys: `wg setconf` input.
+    pub setconf: String,
+    pub addresses: Vec<Ipv4Net>,
+    pub mtu: Option<u16>,
+    /// Every peer's AllowedIPs: the routes wg-quick would add.
+    pub routes: Vec<Ipv4Net>,
+}
+
+/// Keys that only wg-quick understands; `wg setconf` rejects them.
+const WG_QUICK_ONLY: [&str; 9] = [
+    "address",
+    "dns",
+    "mtu",
+    "table",
+    "preup",
+    "postup",
+    "predown",
+    "postdown",
+    "saveconfig",
+];
+
+pub fn split(text: &str) -> Result<ClientSetup, String> {
+    let mut setup = ClientSetup {
+        setconf: String::new(),
+        addresses: Vec::new(),
+        mtu: None,
+        routes: Vec::new(),
+    };
+    let mut section = String::new();
+    for (number, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            section = trimmed.to_ascii_lowercase();
+        }
+        let Some((key, value)) = trimmed.split_once('=') else {
+            setup.setconf.push_str(line);
+            setup.setconf.push('\n');
+            continue;
+        };
+        let key = key.trim().to_ascii_lowercase();
+        let value = value.trim();
+        let list = || value.split(',').map(str::trim).filter(|s| !s.is_empty());
+        let bad = |what: &str| format!("line {}: `{value}` is not {what}", number + 1);
+        if section == "[interface]" && WG_QUICK_ONLY.contains(&key.as_str()) {
+            match key.as_str() {
+                "address" => {
+                    for item in list() {
+                        setup.addresses.push(
+                            item.parse()
+                                .map_err(|_| bad("an IPv4 address with prefix"))?,
+                        );
+                    }
+                }
+                "mtu" => setup.mtu = Some(value.parse().map_err(|_| bad("an MTU"))?),
+                _ => {}
+            }
+            continue;
+        }
+        if section == "[peer]" && key == "allowedips" {
+            for item in list() {
+                setup
+                    .routes
+                    .push(item.parse().map_err(|_| bad("an IPv4 prefix"))?);
+            }
+        }
+        setup.setconf.push_str(line);
+        setup.setconf.push('\n');
+    }
+    Ok(setup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_wg_quick_keys_and_keeps_the_rest() {
+        let text = "[Interface]\nPrivateKey = AAAA\nAddress = 10.10.10.2/32\nMTU = 1420\nDNS = 1.1.1.1\n\n\
+                    [Peer]\nPublicKey = BBBB\nEndpoint = 192.168.2.90:51820\nAllowedIPs = 192.168.250.0/24, 10.10.10.0/24\n";
+        let s = split(text).unwrap();
+        assert_eq!(s.addresses, ["10.10.10.2/32".parse::<Ipv4Net>().unwrap()]);
+        assert_eq!(s.mtu, Some(1420));
+        assert_eq!(s.routes.len(), 2);
+        assert!(
+            !s.setconf.contains("Address")
+                && !s.setconf.contains("MTU")
+                && !s.setconf.contains("DNS")
+        );
+        assert!(
+            s.setconf.contains("PrivateKey = AAAA")
+                && s.setconf.contains("AllowedIPs = 192.168.250.0/24")
+        );
+    }
+
+    #[test]
+    fn a_bad_address_names_its_line() {
+        let err = split("[Interface]\nAddress = nonsense\n").unwrap_err();
+        assert!(err.starts_with("line 2"), "{err}");
+    }
+}
