@@ -1,0 +1,56 @@
+//! Golden files for both targets and every reference configuration. Secrets are
+//! the fixed fake ones of `RouterSecrets::for_tests`, redacted before snapshotting.
+
+mod common;
+
+use sovereign_model::RouterTarget;
+use sovereign_router::{Rendering, render};
+
+fn snapshot_text(rendering: &Rendering, secrets: &sovereign_wg::RouterSecrets) -> String {
+    let mut out = String::new();
+    out += &format!(
+        "isolation: enforceable={} ({:?})\n  {}\n\n",
+        rendering.isolation.enforceable, rendering.isolation.mode, rendering.isolation.reason
+    );
+    for file in &rendering.files {
+        out += &format!(
+            "===== {} (secret: {}) — {}\n",
+            file.path, file.secret, file.purpose
+        );
+        if file.path == "nftables.json" {
+            // One command per line keeps the golden file reviewable.
+            let doc: serde_json::Value = serde_json::from_str(&file.contents).unwrap();
+            for object in doc["nftables"].as_array().unwrap() {
+                out += &serde_json::to_string(object).unwrap();
+                out.push('\n');
+            }
+        } else {
+            out += &file.contents;
+        }
+        out.push('\n');
+    }
+    out += "===== checklist\n";
+    for item in &rendering.checklist {
+        out += &format!("- {item}\n");
+    }
+    secrets.redact(&out)
+}
+
+#[test]
+fn golden_files_for_every_variant_and_target() {
+    for (name, d) in common::variants() {
+        let secrets = common::secrets(&d);
+        for (target, label) in [
+            (RouterTarget::Linux, "linux"),
+            (RouterTarget::Openwrt, "openwrt"),
+        ] {
+            let rendering = render(&d, &secrets, target).unwrap();
+            let text = snapshot_text(&rendering, &secrets);
+            assert!(
+                !text.contains(&secrets.private_key.to_base64()),
+                "{label}/{name}: the router key leaked into the snapshot"
+            );
+            insta::assert_snapshot!(format!("{label}_{name}"), text);
+        }
+    }
+}
