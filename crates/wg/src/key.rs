@@ -13,7 +13,9 @@ pub struct Key([u8; 32]);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
-    #[error("not a WireGuard key: expected 44 characters of base64 ending in '=' (as printed by `wg genkey`/`wg pubkey`)")]
+    #[error(
+        "not a WireGuard key: expected 44 characters of base64 ending in '=' (as printed by `wg genkey`/`wg pubkey`)"
+    )]
     Malformed,
     #[error("the system random number generator failed: {0}")]
     Random(String),
@@ -130,10 +132,15 @@ mod tests {
     fn known_vector_from_rfc7748() {
         // RFC 7748 §6.1: Alice's private key and public key.
         let hex = |s: &str| -> [u8; 32] {
-            let bytes: Vec<u8> = (0..64).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect();
+            let bytes: Vec<u8> = (0..64)
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect();
             bytes.try_into().unwrap()
         };
-        let private = Key(hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"));
+        let private = Key(hex(
+            "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
+        ));
         let public = hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
         assert_eq!(private.public_key().as_bytes(), &public);
     }

@@ -1,0 +1,440 @@
+//! The peer lifecycle as pure decisions over a [`Deployment`]: which address a new
+//! peer gets, whether a name or key is acceptable, what a rotation or revocation
+//! changes. No I/O, no clock, no randomness: callers pass keys and timestamps in.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use sovereign_model::{Deployment, PEER_NAME_HINT, Peer, PeerStatus, is_peer_name};
+
+use crate::key::Key;
+
+/// A request the deployment cannot accept. Every message says what is wrong and how
+/// to fix it; callers treat all of these as usage errors (exit 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    #[error("`{name}` is not a valid peer name; {PEER_NAME_HINT}")]
+    InvalidName { name: String },
+    #[error(
+        "a peer named `{name}` already exists ({status}); peer names are unique, revoked peers included, \
+         so choose another name{}",
+        if *.revoked { "" } else { ", or `sovereign peer rotate` it for new keys" }
+    )]
+    DuplicateName {
+        name: String,
+        status: &'static str,
+        revoked: bool,
+    },
+    #[error(
+        "`{text}` is not a WireGuard public key; pass the 44-character base64 key the device prints \
+         with `wg pubkey < private.key` (or omit --public-key to let sovereign generate the pair)"
+    )]
+    InvalidPublicKey { text: String },
+    #[error(
+        "that public key already belongs to the active peer `{other}`; each device needs its own key pair \
+         (generate one on the device with `wg genkey | tee private.key | wg pubkey`)"
+    )]
+    DuplicatePublicKey { other: String },
+    #[error(
+        "{address} is outside the VPN subnet {subnet}; pick an address inside {subnet}, or omit --ip"
+    )]
+    AddressOutsideSubnet { address: Ipv4Addr, subnet: Ipv4Net },
+    #[error(
+        "{address} is {what} of {subnet} and cannot be a peer; omit --ip to get the next free address"
+    )]
+    AddressReserved {
+        address: Ipv4Addr,
+        subnet: Ipv4Net,
+        what: &'static str,
+    },
+    #[error(
+        "{address} is already used by {} peer `{by}`{}; omit --ip to get the next free address",
+        if *.revoked { "the revoked" } else { "the" },
+        if *.revoked { " (a revoked peer's address is never handed out again)" } else { "" }
+    )]
+    AddressInUse {
+        address: Ipv4Addr,
+        by: String,
+        revoked: bool,
+    },
+    #[error(
+        "the VPN subnet {subnet} is full: every address is taken by the router or a peer (revoked peers \
+         keep theirs); widen wireguard.subnet in the deployment file, e.g. to a /24"
+    )]
+    SubnetFull { subnet: Ipv4Net },
+    #[error("there is no peer named `{name}`; {}", known_peers_hint(.known))]
+    UnknownPeer { name: String, known: Vec<String> },
+    #[error("peer `{name}` is revoked; add a new peer with another name instead")]
+    Revoked { name: String },
+    #[error(
+        "peer `{name}` registered a public key its device generated, so sovereign holds no private key to \
+         replace; generate a new pair on the device (`wg genkey | tee private.key | wg pubkey`) and pass \
+         the public key with --public-key"
+    )]
+    DeviceKeyed { name: String },
+}
+
+fn known_peers_hint(known: &[String]) -> String {
+    if known.is_empty() {
+        "there are no peers yet; add one with `sovereign peer add NAME`".into()
+    } else {
+        format!(
+            "known peers: {} (see `sovereign peer list`)",
+            known.join(", ")
+        )
+    }
+}
+
+/// What `peer add` was asked for, with the keys already chosen by the caller.
+#[derive(Debug, Clone)]
+pub struct NewPeer<'a> {
+    pub name: &'a str,
+    /// `None`: the next free address.
+    pub address: Option<Ipv4Addr>,
+    pub public_key: &'a Key,
+    pub preshared_key: bool,
+    /// RFC 3339.
+    pub created: &'a str,
+}
+
+/// The `[[peer]]` entry a new peer gets, or why it cannot be added.
+pub fn plan_add(d: &Deployment, new: &NewPeer<'_>) -> Result<Peer, PeerError> {
+    if !is_peer_name(new.name) {
+        return Err(PeerError::InvalidName {
+            name: new.name.into(),
+        });
+    }
+    if let Some(existing) = d.peer(new.name) {
+        return Err(PeerError::DuplicateName {
+            name: new.name.into(),
+            status: status_word(existing.status),
+            revoked: !existing.is_active(),
+        });
+    }
+    check_public_key_unused(d, new.public_key, None)?;
+    let address = match new.address {
+        Some(address) => {
+            check_address_free(d, address)?;
+            address
+        }
+        None => next_free_address(d)?,
+    };
+    Ok(Peer {
+        name: new.name.into(),
+        address,
+        public_key: new.public_key.to_base64(),
+        created: new.created.into(),
+        status: PeerStatus::Active,
+        preshared_key: new.preshared_key,
+    })
+}
+
+/// The entry after a rotation: the same name and address, a new public key.
+pub fn plan_rotate(d: &Deployment, name: &str, public_key: &Key) -> Result<Peer, PeerError> {
+    let peer = active_peer(d, name)?;
+    check_public_key_unused(d, public_key, Some(name))?;
+    Ok(Peer {
+        public_key: public_key.to_base64(),
+        ..peer.clone()
+    })
+}
+
+/// The entry after a revocation: a tombstone that keeps the address reserved.
+/// `Ok(None)` when the peer is already revoked (nothing to do).
+pub fn plan_revoke(d: &Deployment, name: &str) -> Result<Option<Peer>, PeerError> {
+    let peer = find_peer(d, name)?;
+    if !peer.is_active() {
+        return Ok(None);
+    }
+    Ok(Some(Peer {
+        status: PeerStatus::Revoked,
+        ..peer.clone()
+    }))
+}
+
+/// A peer by name, revoked ones included; an unknown name lists the known ones.
+pub fn find_peer<'d>(d: &'d Deployment, name: &str) -> Result<&'d Peer, PeerError> {
+    d.peer(name).ok_or_else(|| PeerError::UnknownPeer {
+        name: name.into(),
+        known: d.peers.iter().map(|p| p.name.clone()).collect(),
+    })
+}
+
+/// An active peer by name: what `show`, `export` and `rotate` work on.
+pub fn active_peer<'d>(d: &'d Deployment, name: &str) -> Result<&'d Peer, PeerError> {
+    let peer = find_peer(d, name)?;
+    if !peer.is_active() {
+        return Err(PeerError::Revoked { name: name.into() });
+    }
+    Ok(peer)
+}
+
+/// The lowest host address of the VPN subnet that is neither the router's nor any
+/// peer's, revoked peers included (their addresses are never reused).
+pub fn next_free_address(d: &Deployment) -> Result<Ipv4Addr, PeerError> {
+    let subnet = d.wireguard.subnet;
+    hosts(subnet)
+        .find(|address| {
+            *address != d.wireguard.address && !d.peers.iter().any(|p| p.address == *address)
+        })
+        .ok_or(PeerError::SubnetFull { subnet })
+}
+
+/// Why `address` cannot be given to a new peer, if it cannot.
+pub fn check_address_free(d: &Deployment, address: Ipv4Addr) -> Result<(), PeerError> {
+    let subnet = d.wireguard.subnet;
+    if !subnet.contains(&address) {
+        return Err(PeerError::AddressOutsideSubnet { address, subnet });
+    }
+    let reserved = if subnet.prefix_len() < 31 && address == subnet.network() {
+        Some("the network address")
+    } else if subnet.prefix_len() < 31 && address == subnet.broadcast() {
+        Some("the broadcast address")
+    } else if address == d.wireguard.address {
+        Some("the router's own address (wireguard.address)")
+    } else {
+        None
+    };
+    if let Some(what) = reserved {
+        return Err(PeerError::AddressReserved {
+            address,
+            subnet,
+            what,
+        });
+    }
+    if let Some(owner) = d.peers.iter().find(|p| p.address == address) {
+        return Err(PeerError::AddressInUse {
+            address,
+            by: owner.name.clone(),
+            revoked: !owner.is_active(),
+        });
+    }
+    Ok(())
+}
+
+fn check_public_key_unused(
+    d: &Deployment,
+    key: &Key,
+    except: Option<&str>,
+) -> Result<(), PeerError> {
+    let text = key.to_base64();
+    match d
+        .active_peers()
+        .find(|p| p.public_key == text && Some(p.name.as_str()) != except)
+    {
+        Some(other) => Err(PeerError::DuplicatePublicKey {
+            other: other.name.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Host addresses in ascending order (a /31 or /32 has no network/broadcast to skip).
+fn hosts(subnet: Ipv4Net) -> impl Iterator<Item = Ipv4Addr> {
+    let (first, last) = if subnet.prefix_len() >= 31 {
+        (u32::from(subnet.network()), u32::from(subnet.broadcast()))
+    } else {
+        (
+            u32::from(subnet.network()) + 1,
+            u32::from(subnet.broadcast()) - 1,
+        )
+    };
+    (first..=last).map(Ipv4Addr::from)
+}
+
+fn status_word(status: PeerStatus) -> &'static str {
+    match status {
+        PeerStatus::Active => "active",
+        PeerStatus::Revoked => "revoked",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> Key {
+        Key::from_bytes([byte; 32])
+    }
+
+    fn add(d: &mut Deployment, name: &str, address: Option<Ipv4Addr>) -> Result<Peer, PeerError> {
+        let public_key = key(d.peers.len() as u8 + 10);
+        let peer = plan_add(
+            d,
+            &NewPeer {
+                name,
+                address,
+                public_key: &public_key,
+                preshared_key: true,
+                created: "2026-01-01T00:00:00Z",
+            },
+        )?;
+        d.peers.push(peer.clone());
+        Ok(peer)
+    }
+
+    #[test]
+    fn allocates_upwards_skipping_the_router() {
+        let mut d = Deployment::reference();
+        assert_eq!(
+            add(&mut d, "a", None).unwrap().address,
+            Ipv4Addr::new(10, 10, 10, 2)
+        );
+        assert_eq!(
+            add(&mut d, "b", None).unwrap().address,
+            Ipv4Addr::new(10, 10, 10, 3)
+        );
+        // Moving the router frees .1 and takes .4.
+        d.wireguard.address = Ipv4Addr::new(10, 10, 10, 4);
+        assert_eq!(
+            add(&mut d, "c", None).unwrap().address,
+            Ipv4Addr::new(10, 10, 10, 1)
+        );
+        assert_eq!(
+            add(&mut d, "d", None).unwrap().address,
+            Ipv4Addr::new(10, 10, 10, 5)
+        );
+    }
+
+    #[test]
+    fn never_reuses_a_revoked_address() {
+        let mut d = Deployment::reference();
+        add(&mut d, "a", None).unwrap();
+        let revoked = plan_revoke(&d, "a").unwrap().unwrap();
+        d.peers[0] = revoked;
+        assert_eq!(
+            add(&mut d, "b", None).unwrap().address,
+            Ipv4Addr::new(10, 10, 10, 3)
+        );
+        let err = add(&mut d, "c", Some(Ipv4Addr::new(10, 10, 10, 2))).unwrap_err();
+        assert!(
+            matches!(err, PeerError::AddressInUse { revoked: true, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("never handed out again"));
+    }
+
+    #[test]
+    fn a_full_subnet_is_an_error_naming_the_fix() {
+        let mut d = Deployment::reference();
+        d.wireguard.subnet = "10.10.10.0/30".parse().unwrap();
+        add(&mut d, "only", None).unwrap();
+        let err = add(&mut d, "more", None).unwrap_err();
+        assert_eq!(
+            err,
+            PeerError::SubnetFull {
+                subnet: d.wireguard.subnet
+            }
+        );
+        assert!(err.to_string().contains("wireguard.subnet"));
+    }
+
+    #[test]
+    fn explicit_addresses_are_checked() {
+        let mut d = Deployment::reference();
+        let cases = [
+            (Ipv4Addr::new(10, 10, 11, 2), "outside"),
+            (Ipv4Addr::new(10, 10, 10, 0), "network address"),
+            (Ipv4Addr::new(10, 10, 10, 255), "broadcast address"),
+            (Ipv4Addr::new(10, 10, 10, 1), "router's own address"),
+        ];
+        for (address, expected) in cases {
+            let err = add(&mut d, "x", Some(address)).unwrap_err();
+            assert!(err.to_string().contains(expected), "{address}: {err}");
+        }
+        assert_eq!(
+            add(&mut d, "x", Some(Ipv4Addr::new(10, 10, 10, 77)))
+                .unwrap()
+                .address
+                .octets()[3],
+            77
+        );
+        let err = add(&mut d, "y", Some(Ipv4Addr::new(10, 10, 10, 77))).unwrap_err();
+        assert!(matches!(
+            err,
+            PeerError::AddressInUse { revoked: false, .. }
+        ));
+    }
+
+    #[test]
+    fn names_must_be_valid_and_unique_revoked_included() {
+        let mut d = Deployment::reference();
+        assert!(matches!(
+            add(&mut d, "../etc", None),
+            Err(PeerError::InvalidName { .. })
+        ));
+        add(&mut d, "laptop", None).unwrap();
+        d.peers[0].status = PeerStatus::Revoked;
+        let err = add(&mut d, "laptop", None).unwrap_err();
+        assert!(matches!(
+            err,
+            PeerError::DuplicateName { revoked: true, .. }
+        ));
+    }
+
+    #[test]
+    fn rotate_keeps_the_address_and_rejects_revoked_and_unknown_peers() {
+        let mut d = Deployment::reference();
+        let before = add(&mut d, "laptop", None).unwrap();
+        let after = plan_rotate(&d, "laptop", &key(99)).unwrap();
+        assert_eq!(after.address, before.address);
+        assert_ne!(after.public_key, before.public_key);
+        let err = plan_rotate(&d, "phone", &key(98)).unwrap_err();
+        assert!(err.to_string().contains("known peers: laptop"), "{err}");
+        d.peers[0].status = PeerStatus::Revoked;
+        assert!(matches!(
+            plan_rotate(&d, "laptop", &key(97)),
+            Err(PeerError::Revoked { .. })
+        ));
+        assert_eq!(plan_revoke(&d, "laptop"), Ok(None));
+    }
+
+    #[test]
+    fn a_public_key_belongs_to_one_active_peer() {
+        let mut d = Deployment::reference();
+        add(&mut d, "laptop", None).unwrap();
+        let taken = Key::from_base64(&d.peers[0].public_key).unwrap();
+        let new = NewPeer {
+            name: "phone",
+            address: None,
+            public_key: &taken,
+            preshared_key: true,
+            created: "",
+        };
+        assert!(matches!(
+            plan_add(&d, &new),
+            Err(PeerError::DuplicatePublicKey { .. })
+        ));
+    }
+
+    proptest::proptest! {
+        /// Whatever mix of adds and revokes happens, addresses stay unique, inside the
+        /// subnet, and never the router's.
+        #[test]
+        fn allocation_never_collides(ops in proptest::collection::vec(0u8..4, 1..40)) {
+            let mut d = Deployment::reference();
+            d.wireguard.subnet = "10.10.10.0/27".parse().unwrap();
+            for (i, op) in ops.iter().enumerate() {
+                if *op == 0 && !d.peers.is_empty() {
+                    let name = d.peers[i % d.peers.len()].name.clone();
+                    if let Some(tombstone) = plan_revoke(&d, &name).unwrap() {
+                        let slot = d.peers.iter().position(|p| p.name == name).unwrap();
+                        d.peers[slot] = tombstone;
+                    }
+                    continue;
+                }
+                let name = format!("p{i}");
+                match add(&mut d, &name, None) {
+                    Ok(_) | Err(PeerError::SubnetFull { .. }) => {}
+                    Err(other) => proptest::prop_assert!(false, "{other}"),
+                }
+            }
+            let mut seen = std::collections::HashSet::new();
+            for peer in &d.peers {
+                proptest::prop_assert!(d.wireguard.subnet.contains(&peer.address));
+                proptest::prop_assert_ne!(peer.address, d.wireguard.address);
+                proptest::prop_assert!(seen.insert(peer.address));
+            }
+        }
+    }
+}

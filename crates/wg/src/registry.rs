@@ -1,0 +1,348 @@
+//! The peer lifecycle against the real files: the `[[peer]]` entries of the
+//! deployment file plus the key files of its state directory, changed together
+//! under the state lock.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use sovereign_model::{ConfigErrors, Deployment, EditError, Peer};
+
+use crate::bundle::PeerBundle;
+use crate::client::render_client_config;
+use crate::key::{Key, KeyError};
+use crate::plan::{self, NewPeer, PeerError};
+use crate::store::{KeyStore, StoreError};
+
+/// The peers of one deployment file and their secrets.
+pub struct PeerRegistry {
+    config: PathBuf,
+    store: KeyStore,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{} does not exist; run `sovereign init` to write one, or pass --config PATH", .0.display())]
+    MissingConfig(PathBuf),
+    #[error("cannot read {}: {source}", path.display())]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(ConfigErrors),
+    #[error("cannot edit the deployment file: {0}")]
+    Edit(#[from] EditError),
+    #[error("bug: the edited deployment file would not validate, so it was left unchanged: {0}")]
+    EditBroke(ConfigErrors),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot generate a key: {0}")]
+    Key(#[from] KeyError),
+}
+
+impl RegistryError {
+    /// Whether the user can fix this in their input or files (exit 2).
+    pub fn is_usage(&self) -> bool {
+        match self {
+            RegistryError::MissingConfig(_) | RegistryError::Config(_) | RegistryError::Peer(_) => {
+                true
+            }
+            RegistryError::Store(error) => error.is_usage(),
+            _ => false,
+        }
+    }
+}
+
+/// What `peer add` asks for.
+#[derive(Debug, Clone)]
+pub struct AddRequest {
+    pub name: String,
+    /// `None`: the next free address.
+    pub address: Option<Ipv4Addr>,
+    /// A public key the device generated itself; `None`: sovereign generates the pair.
+    pub public_key: Option<String>,
+    pub preshared_key: bool,
+    /// RFC 3339; the caller owns the clock.
+    pub created: String,
+}
+
+/// What `peer revoke` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Revoked {
+    Now(Peer),
+    Already(Peer),
+}
+
+/// Everything needed to render one peer's client config and bundle.
+pub struct ClientMaterial {
+    pub deployment: Deployment,
+    pub peer: Peer,
+    /// `None` when the device generated its own pair.
+    pub private_key: Option<Key>,
+    pub preshared_key: Option<Key>,
+    pub router_public_key: Key,
+}
+
+impl ClientMaterial {
+    /// The wg-quick config (holds the private key, if sovereign has it).
+    pub fn client_config(&self) -> String {
+        render_client_config(
+            &self.deployment,
+            &self.peer,
+            self.private_key.as_ref(),
+            self.preshared_key.as_ref(),
+            &self.router_public_key,
+        )
+    }
+
+    pub fn bundle(&self) -> PeerBundle {
+        PeerBundle::new(
+            &self.deployment,
+            &self.peer,
+            self.client_config(),
+            self.private_key.is_some(),
+            &self.router_public_key,
+        )
+    }
+}
+
+/// One peer's change, decided from the current file.
+struct Edit {
+    peer: Peer,
+    private_key: KeyChange,
+    preshared_key: KeyChange,
+    ensure_router_key: bool,
+}
+
+enum KeyChange {
+    Put(Key),
+    Remove,
+}
+
+impl PeerRegistry {
+    /// The peers of `config`, with secrets in its state directory (`<stem>.state`).
+    pub fn open(config: &Path) -> Result<PeerRegistry, RegistryError> {
+        let store = KeyStore::open(sovereign_model::state_dir_for(config))?;
+        Ok(PeerRegistry::with_store(config, store))
+    }
+
+    pub fn with_store(config: &Path, store: KeyStore) -> PeerRegistry {
+        PeerRegistry {
+            config: config.to_path_buf(),
+            store,
+        }
+    }
+
+    pub fn store(&self) -> &KeyStore {
+        &self.store
+    }
+
+    /// Add a peer: the next free (or the requested) address, a new key pair unless
+    /// the device brought its public key, and a PSK unless declined.
+    pub fn add(&self, request: &AddRequest) -> Result<Peer, RegistryError> {
+        let device_key = match &request.public_key {
+            Some(text) => Some(
+                Key::from_base64(text)
+                    .map_err(|_| PeerError::InvalidPublicKey { text: text.clone() })?,
+            ),
+            None => None,
+        };
+        let private_key = match device_key {
+            Some(_) => None,
+            None => Some(Key::generate_private()?),
+        };
+        let public_key =
+            device_key.unwrap_or_else(|| private_key.as_ref().expect("generated").public_key());
+        let psk = if request.preshared_key {
+            Some(Key::generate_preshared()?)
+        } else {
+            None
+        };
+        let edit = self.change(|d, _| {
+            let peer = plan::plan_add(
+                d,
+                &NewPeer {
+                    name: &request.name,
+                    address: request.address,
+                    public_key: &public_key,
+                    preshared_key: psk.is_some(),
+                    created: &request.created,
+                },
+            )?;
+            Ok(Some(Edit {
+                peer,
+                private_key: put_or_remove(&private_key),
+                preshared_key: put_or_remove(&psk),
+                ensure_router_key: true,
+            }))
+        })?;
+        Ok(edit.expect("add always edits").peer)
+    }
+
+    /// New keys for a peer, same address. A PSK is renewed only if the peer has one.
+    /// Peers whose device generated the pair must bring the new public key.
+    pub fn rotate(
+        &self,
+        name: &str,
+        device_public_key: Option<&str>,
+    ) -> Result<Peer, RegistryError> {
+        let device_key = match device_public_key {
+            Some(text) => Some(
+                Key::from_base64(text)
+                    .map_err(|_| PeerError::InvalidPublicKey { text: text.into() })?,
+            ),
+            None => None,
+        };
+        let private_key = match device_key {
+            Some(_) => None,
+            None => Some(Key::generate_private()?),
+        };
+        let public_key =
+            device_key.unwrap_or_else(|| private_key.as_ref().expect("generated").public_key());
+        let psk = Key::generate_preshared()?;
+        let edit = self.change(|d, store| {
+            let peer = plan::plan_rotate(d, name, &public_key)?;
+            if private_key.is_some() && !store.has_peer_private_key(name)? {
+                return Err(PeerError::DeviceKeyed { name: name.into() }.into());
+            }
+            let preshared_key = if peer.preshared_key {
+                KeyChange::Put(psk.clone())
+            } else {
+                KeyChange::Remove
+            };
+            Ok(Some(Edit {
+                peer,
+                private_key: put_or_remove(&private_key),
+                preshared_key,
+                ensure_router_key: true,
+            }))
+        })?;
+        Ok(edit.expect("rotate always edits").peer)
+    }
+
+    /// Mark a peer revoked (its address stays reserved) and delete its key files.
+    pub fn revoke(&self, name: &str) -> Result<Revoked, RegistryError> {
+        let edit = self.change(|d, _| {
+            Ok(plan::plan_revoke(d, name)?.map(|peer| Edit {
+                peer,
+                private_key: KeyChange::Remove,
+                preshared_key: KeyChange::Remove,
+                ensure_router_key: false,
+            }))
+        })?;
+        match edit {
+            Some(edit) => Ok(Revoked::Now(edit.peer)),
+            None => {
+                let d = self.read_config()?.1;
+                Ok(Revoked::Already(plan::find_peer(&d, name)?.clone()))
+            }
+        }
+    }
+
+    /// An active peer with its keys, read under the shared lock and checked for
+    /// consistency with the deployment file.
+    pub fn client_material(&self, name: &str) -> Result<ClientMaterial, RegistryError> {
+        let (_, d) = self.read_config()?;
+        plan::active_peer(&d, name)?;
+        // The router's key never changes once made, so it is safe to get it before the shared lock.
+        let router_private = self.store.router_private_key_or_generate()?;
+        let _shared = self.store.lock_shared()?;
+        let (_, deployment) = self.read_config()?;
+        let peer = plan::active_peer(&deployment, name)?.clone();
+        let private_key = self.store.peer_private_key(name)?;
+        if let Some(key) = &private_key
+            && key.public_key().to_base64() != peer.public_key
+        {
+            return Err(StoreError::KeyMismatch {
+                path: self.store.peer_private_key_path(name),
+                peer: name.into(),
+            }
+            .into());
+        }
+        let preshared_key = self.store.peer_preshared_key(name)?;
+        if peer.preshared_key && preshared_key.is_none() {
+            return Err(StoreError::MissingSecret {
+                path: self.store.peer_preshared_key_path(name),
+                hint: format!("run `sovereign peer rotate {name}` to make new keys"),
+            }
+            .into());
+        }
+        // A stray file of a peer marked without PSK is not used.
+        let preshared_key = if peer.preshared_key {
+            preshared_key
+        } else {
+            None
+        };
+        Ok(ClientMaterial {
+            deployment,
+            peer,
+            private_key,
+            preshared_key,
+            router_public_key: router_private.public_key(),
+        })
+    }
+
+    fn read_config(&self) -> Result<(String, Deployment), RegistryError> {
+        let text = match std::fs::read_to_string(&self.config) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RegistryError::MissingConfig(self.config.clone()));
+            }
+            Err(source) => {
+                return Err(RegistryError::ReadConfig {
+                    path: self.config.clone(),
+                    source,
+                });
+            }
+        };
+        let deployment =
+            sovereign_model::parse(&text, &self.config).map_err(RegistryError::Config)?;
+        Ok((text, deployment))
+    }
+
+    /// Decide once without the lock, so that bad input changes nothing (not even
+    /// by creating the state directory), then decide again under the lock, where the
+    /// file cannot change underneath, and commit.
+    fn change(
+        &self,
+        decide: impl Fn(&Deployment, &KeyStore) -> Result<Option<Edit>, RegistryError>,
+    ) -> Result<Option<Edit>, RegistryError> {
+        let (_, d) = self.read_config()?;
+        if decide(&d, &self.store)?.is_none() {
+            return Ok(None);
+        }
+        let lock = self.store.lock()?;
+        let (text, d) = self.read_config()?;
+        let Some(edit) = decide(&d, &self.store)? else {
+            return Ok(None);
+        };
+        let new_text = sovereign_model::upsert_peer(&text, &edit.peer)?;
+        sovereign_model::parse(&new_text, &self.config).map_err(RegistryError::EditBroke)?;
+        let mut changes = lock.changes();
+        if edit.ensure_router_key {
+            lock.router_private_key_or_new(&mut changes)?;
+        }
+        let name = &edit.peer.name;
+        match &edit.private_key {
+            KeyChange::Put(key) => changes.put_peer_private_key(name, key),
+            KeyChange::Remove => changes.remove_peer_private_key(name),
+        }
+        match &edit.preshared_key {
+            KeyChange::Put(key) => changes.put_peer_preshared_key(name, key),
+            KeyChange::Remove => changes.remove_peer_preshared_key(name),
+        }
+        changes.replace_config(&self.config, new_text);
+        lock.commit(changes)?;
+        Ok(Some(edit))
+    }
+}
+
+fn put_or_remove(key: &Option<Key>) -> KeyChange {
+    match key {
+        Some(key) => KeyChange::Put(key.clone()),
+        None => KeyChange::Remove,
+    }
+}

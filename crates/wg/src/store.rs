@@ -1,0 +1,681 @@
+//! The state directory: the router's private key and each peer's private and
+//! preshared keys, in files of mode 0600 inside directories of mode 0700.
+//!
+//! ```text
+//! <stem>.state/            0700
+//!   lock                   0600, held (flock) by every command that changes state
+//!   router.key             0600, the router's private key, generated on first use
+//!   peers/                 0700
+//!     <name>.key           0600, only when sovereign generated the peer's pair
+//!     <name>.psk           0600, the peer's preshared key
+//! ```
+//!
+//! Changes go through [`StateLock::commit`], which changes the deployment file and
+//! the key files together: either all of a command's changes land, or none do.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sovereign_model::Deployment;
+
+use crate::key::{Key, KeyError, RouterSecrets};
+
+/// The secrets of one deployment, on disk. Reads need no lock; changes need
+/// [`KeyStore::lock`].
+#[derive(Clone)]
+pub struct KeyStore {
+    dir: PathBuf,
+    fs: Arc<dyn SecretFs>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{} is accessible to other users (mode {mode:04o}); secrets must be private: run `chmod {fix:o} {}`",
+        path.display(), path.display()
+    )]
+    InsecurePermissions { path: PathBuf, mode: u32, fix: u32 },
+    #[error("{} is not a {expected}; move it out of the way (sovereign only reads regular files and directories it made)", path.display())]
+    WrongKind {
+        path: PathBuf,
+        expected: &'static str,
+    },
+    #[error("{} does not hold a WireGuard key (44 characters of base64); restore it from a backup, or `sovereign peer rotate` the peer", path.display())]
+    CorruptKey { path: PathBuf },
+    #[error("{} is missing: {hint}", path.display())]
+    MissingSecret { path: PathBuf, hint: String },
+    #[error(
+        "{} does not match the public key of peer `{peer}` in the deployment file; \
+         run `sovereign peer rotate {peer}` to give it a fresh, consistent key pair",
+        path.display()
+    )]
+    KeyMismatch { path: PathBuf, peer: String },
+    #[error("cannot generate a key: {0}")]
+    Random(#[from] KeyError),
+    #[error("{error}; undoing the partial change also failed, so fix these by hand: {}", problems.join("; "))]
+    RollbackFailed {
+        error: Box<StoreError>,
+        problems: Vec<String>,
+    },
+}
+
+impl StoreError {
+    /// Problems the user fixes by hand (permissions, damaged or missing files), as
+    /// opposed to failing I/O.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::InsecurePermissions { .. }
+                | StoreError::WrongKind { .. }
+                | StoreError::CorruptKey { .. }
+                | StoreError::MissingSecret { .. }
+                | StoreError::KeyMismatch { .. }
+        )
+    }
+}
+
+impl KeyStore {
+    /// The store in `dir` on the real filesystem. Nothing is created until a change
+    /// is committed; an existing directory that other users can read is refused.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<KeyStore, StoreError> {
+        KeyStore::with_fs(dir, Arc::new(OsFs))
+    }
+
+    /// The store on another filesystem (tests inject failures this way).
+    pub fn with_fs(dir: impl Into<PathBuf>, fs: Arc<dyn SecretFs>) -> Result<KeyStore, StoreError> {
+        let store = KeyStore {
+            dir: dir.into(),
+            fs,
+        };
+        store.check_private_dir(&store.dir)?;
+        store.check_private_dir(&store.peers_dir())?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn router_key_path(&self) -> PathBuf {
+        self.dir.join("router.key")
+    }
+
+    pub fn peer_private_key_path(&self, peer: &str) -> PathBuf {
+        self.peers_dir().join(format!("{peer}.key"))
+    }
+
+    pub fn peer_preshared_key_path(&self, peer: &str) -> PathBuf {
+        self.peers_dir().join(format!("{peer}.psk"))
+    }
+
+    /// The router's private key, if it was generated already.
+    pub fn router_private_key(&self) -> Result<Option<Key>, StoreError> {
+        self.read_secret(&self.router_key_path())
+    }
+
+    /// The router's private key, generated (under the lock) on first use.
+    pub fn router_private_key_or_generate(&self) -> Result<Key, StoreError> {
+        if let Some(key) = self.router_private_key()? {
+            return Ok(key);
+        }
+        let lock = self.lock()?;
+        let mut changes = lock.changes();
+        let key = lock.router_private_key_or_new(&mut changes)?;
+        lock.commit(changes)?;
+        Ok(key)
+    }
+
+    /// A peer's private key; `None` when its device generated the pair.
+    pub fn peer_private_key(&self, peer: &str) -> Result<Option<Key>, StoreError> {
+        self.read_secret(&self.peer_private_key_path(peer))
+    }
+
+    pub fn peer_preshared_key(&self, peer: &str) -> Result<Option<Key>, StoreError> {
+        self.read_secret(&self.peer_preshared_key_path(peer))
+    }
+
+    /// Whether sovereign holds the peer's private key (without reading it).
+    pub fn has_peer_private_key(&self, peer: &str) -> Result<bool, StoreError> {
+        let path = self.peer_private_key_path(peer);
+        Ok(self
+            .fs
+            .kind(&path)
+            .map_err(io_error("inspect", &path))?
+            .is_some())
+    }
+
+    /// What the router's config needs beyond the deployment file: its private key
+    /// (generated on first use) and the PSK of every active peer that has one.
+    /// Revoked peers are left out, so they vanish from the rendered router config.
+    pub fn router_secrets(&self, d: &Deployment) -> Result<RouterSecrets, StoreError> {
+        let private_key = self.router_private_key_or_generate()?;
+        let mut preshared_keys = std::collections::BTreeMap::new();
+        for peer in d.active_peers().filter(|p| p.preshared_key) {
+            let path = self.peer_preshared_key_path(&peer.name);
+            let key = self.read_secret(&path)?.ok_or_else(|| StoreError::MissingSecret {
+                path,
+                hint: format!(
+                    "peer `{}` is marked preshared_key = true; run `sovereign peer rotate {}` to make new keys",
+                    peer.name, peer.name
+                ),
+            })?;
+            preshared_keys.insert(peer.name.clone(), key);
+        }
+        Ok(RouterSecrets {
+            private_key,
+            preshared_keys,
+        })
+    }
+
+    /// Take the exclusive state lock, creating the directory (0700) on first use.
+    /// Blocks while another command holds it.
+    pub fn lock(&self) -> Result<StateLock<'_>, StoreError> {
+        self.create_private_dir(&self.dir)?;
+        let path = self.lock_path();
+        let file = open_lock_file(&path, true).map_err(io_error("open the lock file", &path))?;
+        file.lock().map_err(io_error("lock", &path))?;
+        Ok(StateLock {
+            store: self,
+            _file: file,
+        })
+    }
+
+    /// A shared lock for readers, so they never see half of a change. `None` when
+    /// no command has changed state yet (there is nothing to read consistently).
+    pub fn lock_shared(&self) -> Result<Option<SharedLock>, StoreError> {
+        let path = self.lock_path();
+        let file = match open_lock_file(&path, false) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("open the lock file", &path)(e)),
+        };
+        file.lock_shared().map_err(io_error("lock", &path))?;
+        Ok(Some(SharedLock { _file: file }))
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
+    fn peers_dir(&self) -> PathBuf {
+        self.dir.join("peers")
+    }
+
+    fn read_secret(&self, path: &Path) -> Result<Option<Key>, StoreError> {
+        let Some(kind) = self.fs.kind(path).map_err(io_error("inspect", path))? else {
+            return Ok(None);
+        };
+        let FileKind::File { mode } = kind else {
+            return Err(StoreError::WrongKind {
+                path: path.into(),
+                expected: "regular file",
+            });
+        };
+        if mode & 0o077 != 0 {
+            return Err(StoreError::InsecurePermissions {
+                path: path.into(),
+                mode,
+                fix: 0o600,
+            });
+        }
+        let bytes = self.fs.read(path).map_err(io_error("read", path))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| StoreError::CorruptKey { path: path.into() })?;
+        Key::from_base64(text)
+            .map(Some)
+            .map_err(|_| StoreError::CorruptKey { path: path.into() })
+    }
+
+    fn check_private_dir(&self, dir: &Path) -> Result<(), StoreError> {
+        match self.fs.kind(dir).map_err(io_error("inspect", dir))? {
+            None => Ok(()),
+            Some(FileKind::Dir { mode }) if mode & 0o077 != 0 => {
+                Err(StoreError::InsecurePermissions {
+                    path: dir.into(),
+                    mode,
+                    fix: 0o700,
+                })
+            }
+            Some(FileKind::Dir { .. }) => Ok(()),
+            Some(_) => Err(StoreError::WrongKind {
+                path: dir.into(),
+                expected: "directory",
+            }),
+        }
+    }
+
+    /// Whether the directory had to be created.
+    fn create_private_dir(&self, dir: &Path) -> Result<bool, StoreError> {
+        match self.fs.create_dir(dir, 0o700) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.check_private_dir(dir).map(|()| false)
+            }
+            Err(e) => Err(io_error("create", dir)(e)),
+        }
+    }
+}
+
+/// Held while a command reads, decides and writes; dropping it releases the lock.
+pub struct StateLock<'s> {
+    store: &'s KeyStore,
+    _file: File,
+}
+
+/// Held by readers; see [`KeyStore::lock_shared`].
+pub struct SharedLock {
+    _file: File,
+}
+
+/// What one command changes, applied all at once by [`StateLock::commit`].
+pub struct Changes {
+    store: KeyStore,
+    writes: Vec<(PathBuf, Vec<u8>)>,
+    removals: Vec<PathBuf>,
+    config: Option<(PathBuf, String)>,
+}
+
+impl<'s> StateLock<'s> {
+    pub fn store(&self) -> &'s KeyStore {
+        self.store
+    }
+
+    pub fn changes(&self) -> Changes {
+        Changes {
+            store: self.store.clone(),
+            writes: Vec::new(),
+            removals: Vec::new(),
+            config: None,
+        }
+    }
+
+    /// The router's key if it exists, else a new one staged in `changes`.
+    pub fn router_private_key_or_new(&self, changes: &mut Changes) -> Result<Key, StoreError> {
+        if let Some(key) = self.store.router_private_key()? {
+            return Ok(key);
+        }
+        let key = Key::generate_private()?;
+        changes.put_router_key(&key);
+        Ok(key)
+    }
+
+    /// Apply `changes`: the deployment file and every key file change, or nothing does.
+    ///
+    /// New contents are written to temporary files first and every file about to be
+    /// replaced or removed gets a hard-linked backup. Then the deployment file is
+    /// renamed into place, then the key files. Any failure renames the backups back
+    /// and removes what was created, so the state is exactly what it was before.
+    pub fn commit(&self, changes: Changes) -> Result<(), StoreError> {
+        let mut journal = Journal::new(&*self.store.fs);
+        match journal.apply(&changes) {
+            Ok(()) => {
+                journal.finish();
+                Ok(())
+            }
+            Err(error) => {
+                let problems = journal.roll_back();
+                if problems.is_empty() {
+                    Err(error)
+                } else {
+                    Err(StoreError::RollbackFailed {
+                        error: Box::new(error),
+                        problems,
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl Changes {
+    pub fn put_router_key(&mut self, key: &Key) {
+        let path = self.store.router_key_path();
+        self.put(path, key);
+    }
+
+    pub fn put_peer_private_key(&mut self, peer: &str, key: &Key) {
+        let path = self.store.peer_private_key_path(peer);
+        self.put(path, key);
+    }
+
+    pub fn put_peer_preshared_key(&mut self, peer: &str, key: &Key) {
+        let path = self.store.peer_preshared_key_path(peer);
+        self.put(path, key);
+    }
+
+    /// Removing a key that does not exist is not an error.
+    pub fn remove_peer_private_key(&mut self, peer: &str) {
+        self.removals.push(self.store.peer_private_key_path(peer));
+    }
+
+    pub fn remove_peer_preshared_key(&mut self, peer: &str) {
+        self.removals.push(self.store.peer_preshared_key_path(peer));
+    }
+
+    /// Replace the deployment file (it must exist; its mode is kept).
+    pub fn replace_config(&mut self, path: &Path, text: String) {
+        self.config = Some((path.to_path_buf(), text));
+    }
+
+    fn put(&mut self, path: PathBuf, key: &Key) {
+        self.removals.retain(|p| *p != path);
+        self.writes.retain(|(p, _)| *p != path);
+        // The layout `wg genkey > file` produces, so the files work with `wg set ... private-key FILE`.
+        self.writes
+            .push((path, format!("{}\n", key.to_base64()).into_bytes()));
+    }
+}
+
+/// Paths only: the contents are secrets.
+impl fmt::Debug for Changes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Changes")
+            .field(
+                "writes",
+                &self.writes.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
+            .field("removals", &self.removals)
+            .field("config", &self.config.as_ref().map(|(p, _)| p))
+            .finish()
+    }
+}
+
+/// The filesystem operations the store needs; [`OsFs`] is the real one.
+pub trait SecretFs: Send + Sync {
+    /// What is at `path` (without following symlinks), or `None`.
+    fn kind(&self, path: &Path) -> io::Result<Option<FileKind>>;
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Create one directory with exactly `mode`; `AlreadyExists` if it exists.
+    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()>;
+    /// Remove an empty directory.
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
+    /// Create a new file with exactly `mode` (never replacing one), write and sync it.
+    fn write_new(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Make renames in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File { mode: u32 },
+    Dir { mode: u32 },
+    Other,
+}
+
+/// The real filesystem.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsFs;
+
+impl SecretFs for OsFs {
+    fn kind(&self, path: &Path) -> io::Result<Option<FileKind>> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        Ok(Some(if meta.is_file() {
+            FileKind::File { mode }
+        } else if meta.is_dir() {
+            FileKind::Dir { mode }
+        } else {
+            FileKind::Other
+        }))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        std::fs::DirBuilder::new().mode(mode).create(path)?;
+        // The umask may have taken bits away; set exactly what was asked.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir(path)
+    }
+
+    fn write_new(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        // Created with the final mode, so the content is never readable by others, not even briefly.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
+
+fn open_lock_file(path: &Path, create: bool) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(create)
+        .create(create)
+        .mode(0o600)
+        .open(path)
+}
+
+fn io_error<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> StoreError + 'p {
+    move |source| StoreError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One step done during a commit, and how to take it back.
+enum Undo {
+    /// A file this commit created (temporary, backup, or a new target).
+    Remove(PathBuf),
+    /// A directory this commit created.
+    RemoveDir(PathBuf),
+    /// `target` was replaced or removed; `backup` holds its old content.
+    Restore { backup: PathBuf, target: PathBuf },
+}
+
+struct Journal<'f> {
+    fs: &'f dyn SecretFs,
+    undo: Vec<Undo>,
+    backups: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// `.NAME.SUFFIX-PID-N` beside `path`: hidden, unique per process and call.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.{suffix}-{}-{n}", std::process::id()))
+}
+
+impl<'f> Journal<'f> {
+    fn new(fs: &'f dyn SecretFs) -> Self {
+        Journal {
+            fs,
+            undo: Vec::new(),
+            backups: Vec::new(),
+            dirs: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, changes: &Changes) -> Result<(), StoreError> {
+        let fs = self.fs;
+        // 1. Directories and the new contents under temporary names.
+        let mut renames = Vec::new();
+        for (target, bytes) in &changes.writes {
+            let dir = target
+                .parent()
+                .expect("key paths have a parent")
+                .to_path_buf();
+            if changes.store.create_private_dir(&dir)? {
+                self.undo.push(Undo::RemoveDir(dir.clone()));
+            }
+            let temp = sibling(target, "tmp");
+            fs.write_new(&temp, bytes, 0o600)
+                .map_err(io_error("write", &temp))?;
+            self.undo.push(Undo::Remove(temp.clone()));
+            renames.push((temp, target.clone()));
+            self.note_dir(dir);
+        }
+        let config_rename = match &changes.config {
+            Some((path, text)) => {
+                let mode = match fs.kind(path).map_err(io_error("inspect", path))? {
+                    Some(FileKind::File { mode }) => mode,
+                    _ => {
+                        return Err(StoreError::WrongKind {
+                            path: path.clone(),
+                            expected: "regular file",
+                        });
+                    }
+                };
+                let temp = sibling(path, "tmp");
+                fs.write_new(&temp, text.as_bytes(), mode)
+                    .map_err(io_error("write", &temp))?;
+                self.undo.push(Undo::Remove(temp.clone()));
+                if let Some(dir) = path.parent() {
+                    self.note_dir(dir.to_path_buf());
+                }
+                Some((temp, path.clone()))
+            }
+            None => None,
+        };
+        // 2. Backups of everything about to be replaced or removed.
+        let mut existing = std::collections::HashMap::new();
+        let targets = renames
+            .iter()
+            .map(|(_, t)| t)
+            .chain(config_rename.iter().map(|(_, t)| t))
+            .chain(&changes.removals);
+        for target in targets {
+            if existing.contains_key(target)
+                || fs
+                    .kind(target)
+                    .map_err(io_error("inspect", target))?
+                    .is_none()
+            {
+                continue;
+            }
+            let backup = sibling(target, "bak");
+            fs.hard_link(target, &backup)
+                .map_err(io_error("back up", target))?;
+            self.undo.push(Undo::Remove(backup.clone()));
+            self.backups.push(backup.clone());
+            existing.insert(target.clone(), backup);
+        }
+        // 3. The deployment file first: it names the keys that must exist.
+        for (temp, target) in config_rename.iter().chain(&renames) {
+            fs.rename(temp, target)
+                .map_err(io_error("move into place", target))?;
+            self.undo.push(match existing.get(target) {
+                Some(backup) => Undo::Restore {
+                    backup: backup.clone(),
+                    target: target.clone(),
+                },
+                None => Undo::Remove(target.clone()),
+            });
+        }
+        // 4. Removals last.
+        for target in &changes.removals {
+            let Some(backup) = existing.get(target) else {
+                continue;
+            };
+            fs.remove_file(target).map_err(io_error("remove", target))?;
+            self.undo.push(Undo::Restore {
+                backup: backup.clone(),
+                target: target.clone(),
+            });
+            if let Some(dir) = target.parent() {
+                self.note_dir(dir.to_path_buf());
+            }
+        }
+        for dir in &self.dirs {
+            fs.sync_dir(dir).map_err(io_error("sync", dir))?;
+        }
+        Ok(())
+    }
+
+    fn note_dir(&mut self, dir: PathBuf) {
+        if !self.dirs.contains(&dir) {
+            self.dirs.push(dir);
+        }
+    }
+
+    /// The change is durable; the backups can go. A leftover backup is harmless
+    /// (hidden, 0600 like the key it copies), so failures here are not errors.
+    fn finish(self) {
+        for backup in &self.backups {
+            let _ = self.fs.remove_file(backup);
+        }
+    }
+
+    /// Take every step back, newest first; returns what could not be undone.
+    fn roll_back(self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for step in self.undo.into_iter().rev() {
+            let (result, what) = match &step {
+                Undo::Remove(path) => (
+                    self.fs.remove_file(path),
+                    format!("remove {}", path.display()),
+                ),
+                Undo::RemoveDir(path) => (
+                    self.fs.remove_dir(path),
+                    format!("remove {}", path.display()),
+                ),
+                Undo::Restore { backup, target } => (
+                    self.fs.rename(backup, target),
+                    format!("rename {} to {}", backup.display(), target.display()),
+                ),
+            };
+            match result {
+                Ok(()) => {}
+                // A restore already consumed this backup, or the step never completed.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => problems.push(format!("{what}: {e}")),
+            }
+        }
+        for dir in &self.dirs {
+            let _ = self.fs.sync_dir(dir);
+        }
+        problems
+    }
+}
