@@ -31,7 +31,9 @@ pub struct RootedFs {
 
 impl RootedFs {
     pub fn real() -> RootedFs {
-        RootedFs { root: PathBuf::from("/") }
+        RootedFs {
+            root: PathBuf::from("/"),
+        }
     }
 
     /// Every absolute path resolves below `root`.
@@ -140,7 +142,10 @@ mod tests {
         fs.write_atomic(path, "hello", 0o640).unwrap();
         let real = dir.path().join("etc/systemd/system/x.service");
         assert_eq!(std::fs::read_to_string(&real).unwrap(), "hello");
-        assert_eq!(std::fs::metadata(&real).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            std::fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         assert_eq!(fs.read_to_string(path).unwrap().as_deref(), Some("hello"));
         assert!(fs.remove_file(path).unwrap());
         assert!(!fs.remove_file(path).unwrap());

@@ -28,7 +28,9 @@ pub use fs::{Filesystem, RootedFs};
 pub use manifest::{InstallKind, InstallManifest};
 pub use plan::{Action, Execution, Plan, execute};
 pub use runner::{Command, CommandRunner, Output, ScriptedRunner, SystemRunner};
-pub use service::{Backend, Conflict, ConflictKind, Control, InstallPlan, ServiceState, UninstallPlan};
-pub use spec::{LAUNCHD_LABEL, ServiceSpec, SYSTEMD_UNIT};
+pub use service::{
+    Backend, Conflict, ConflictKind, Control, InstallPlan, ServiceState, UninstallPlan,
+};
 /// The Ollama client this crate drives, re-exported for the binary.
 pub use sovereign_ollama as ollama;
+pub use spec::{LAUNCHD_LABEL, SYSTEMD_UNIT, ServiceSpec};

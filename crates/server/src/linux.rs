@@ -12,11 +12,12 @@ use crate::plan::{Action, Plan};
 use crate::render::{SystemdService, UnitUser, render_dropin, render_unit};
 use crate::runner::{Command, CommandRunner};
 use crate::service::{Conflict, ConflictKind, Control, InstallPlan, ServiceState, UninstallPlan};
-use crate::spec::{DROPIN_NAME, LINUX_OLLAMA_CANDIDATES, LinuxLayout, STATE_DIRECTORY, ServiceSpec, UPSTREAM_UNIT};
+use crate::spec::{
+    DROPIN_NAME, LINUX_OLLAMA_CANDIDATES, LinuxLayout, STATE_DIRECTORY, ServiceSpec, UPSTREAM_UNIT,
+};
 
 /// The properties `status` reads.
-const STATE_PROPERTIES: &str =
-    "LoadState,ActiveState,SubState,MainPID,NRestarts,ExecMainStatus,UnitFileState,FragmentPath,DropInPaths,Environment";
+const STATE_PROPERTIES: &str = "LoadState,ActiveState,SubState,MainPID,NRestarts,ExecMainStatus,UnitFileState,FragmentPath,DropInPaths,Environment";
 /// The account Ollama's installer creates.
 const OLLAMA_USER: &str = "ollama";
 const MANAGED_MARKER: &str = "# Managed by sovereign";
@@ -39,7 +40,12 @@ impl<'a> Systemd<'a> {
     pub fn show(&self, unit: &str) -> Result<BTreeMap<String, String>, Error> {
         let command = Command::new(
             "systemctl",
-            ["show".to_string(), unit.to_string(), "-p".into(), STATE_PROPERTIES.into()],
+            [
+                "show".to_string(),
+                unit.to_string(),
+                "-p".into(),
+                STATE_PROPERTIES.into(),
+            ],
         );
         let output = self.runner.run(&command)?;
         if !output.success() {
@@ -64,7 +70,11 @@ impl<'a> Systemd<'a> {
         let upstream = self.show(UPSTREAM_UNIT)?;
         let exists = upstream.get("LoadState").is_some_and(|s| s == "loaded")
             && upstream.get("FragmentPath").is_some_and(|p| !p.is_empty());
-        Ok(if exists { LinuxLayout::drop_in() } else { LinuxLayout::unit() })
+        Ok(if exists {
+            LinuxLayout::drop_in()
+        } else {
+            LinuxLayout::unit()
+        })
     }
 
     pub fn state(&self, state_dir: &Path) -> Result<ServiceState, Error> {
@@ -125,7 +135,8 @@ impl<'a> Systemd<'a> {
                 Some(pid) => format!(
                     "Stop it (`kill {pid}`), or, if a service runs it, `systemctl status {pid}` names the unit to stop and disable."
                 ),
-                None => "Run `sudo ss -ltnp` to see which process owns it, then stop that process.".into(),
+                None => "Run `sudo ss -ltnp` to see which process owns it, then stop that process."
+                    .into(),
             };
             conflicts.push(Conflict {
                 kind: ConflictKind::PortInUse,
@@ -134,8 +145,14 @@ impl<'a> Systemd<'a> {
                 blocking: true,
             });
         }
-        if let LinuxLayout::DropIn { path: ours_path, .. } = &layout {
-            let drop_ins = properties.get("DropInPaths").map(String::as_str).unwrap_or("");
+        if let LinuxLayout::DropIn {
+            path: ours_path, ..
+        } = &layout
+        {
+            let drop_ins = properties
+                .get("DropInPaths")
+                .map(String::as_str)
+                .unwrap_or("");
             for other in drop_ins.split_whitespace().map(PathBuf::from) {
                 if other == *ours_path {
                     continue;
@@ -152,7 +169,9 @@ impl<'a> Systemd<'a> {
                         "{} also sets OLLAMA_* variables{}",
                         other.display(),
                         if wins_over_ours {
-                            format!("; it sorts after {DROPIN_NAME}, so its values win over sovereign's")
+                            format!(
+                                "; it sorts after {DROPIN_NAME}, so its values win over sovereign's"
+                            )
                         } else {
                             format!("; {DROPIN_NAME} sorts after it, so sovereign's values win")
                         }
@@ -182,12 +201,24 @@ impl<'a> Systemd<'a> {
         let (program, kind) = match &layout {
             LinuxLayout::Unit { path, .. } => {
                 let program = self.find_ollama(ollama)?;
-                let user = if self.runner.run(&Command::new("id", ["-u", OLLAMA_USER]))?.success() {
+                let user = if self
+                    .runner
+                    .run(&Command::new("id", ["-u", OLLAMA_USER]))?
+                    .success()
+                {
                     UnitUser::Named(OLLAMA_USER.into())
                 } else {
                     UnitUser::Dynamic
                 };
                 let service = SystemdService::new(spec, program.clone(), user);
+                let dir = path.parent().expect("unit has a directory");
+                if !self.fs.exists(dir) {
+                    // Only on unusual systems; it is systemd's directory, never removed.
+                    plan.push(Action::CreateDir {
+                        path: dir.to_path_buf(),
+                        mode: 0o755,
+                    });
+                }
                 plan.push(Action::WriteFile {
                     path: path.clone(),
                     mode: 0o644,
@@ -197,8 +228,11 @@ impl<'a> Systemd<'a> {
             }
             LinuxLayout::DropIn { path, .. } => {
                 // The existing unit keeps its own ExecStart; the binary is only reported.
-                let program = self.find_ollama(ollama).unwrap_or_else(|_| PathBuf::from("(from ollama.service)"));
-                let service = SystemdService::new(spec, program.clone(), UnitUser::Named(OLLAMA_USER.into()));
+                let program = self
+                    .find_ollama(ollama)
+                    .unwrap_or_else(|_| PathBuf::from("(from ollama.service)"));
+                let service =
+                    SystemdService::new(spec, program.clone(), UnitUser::Named(OLLAMA_USER.into()));
                 let dir = path.parent().expect("drop-in has a directory");
                 if !self.fs.exists(dir) {
                     plan.push(Action::CreateDir {
@@ -219,15 +253,24 @@ impl<'a> Systemd<'a> {
             kind,
             service: unit.clone(),
             files: vec![layout.path().to_path_buf()],
-            directories: previous.as_ref().map(|m| m.directories.clone()).unwrap_or_default(),
+            directories: previous
+                .as_ref()
+                .map(|m| m.directories.clone())
+                .unwrap_or_default(),
             kept: Vec::new(),
             enabled_unit: previous.as_ref().is_some_and(|m| m.enabled_unit),
         };
-        if let Some(Action::CreateDir { path, .. }) = plan.actions.first() {
+        if kind == InstallKind::SystemdDropIn
+            && let Some(Action::CreateDir { path, .. }) = plan.actions.first()
+            && !manifest.directories.contains(path)
+        {
             manifest.directories.push(path.clone());
         }
         plan.run(Command::new("systemctl", ["daemon-reload"]));
-        let enabled = self.show(&unit)?.get("UnitFileState").is_some_and(|s| s == "enabled");
+        let enabled = self
+            .show(&unit)?
+            .get("UnitFileState")
+            .is_some_and(|s| s == "enabled");
         if !enabled {
             plan.run(Command::new("systemctl", ["enable", unit.as_str()]));
             if kind == InstallKind::SystemdDropIn {
@@ -287,7 +330,9 @@ impl<'a> Systemd<'a> {
                 }
                 // Back to ollama.service's own settings, if it is running.
                 plan.run(Command::new("systemctl", ["try-restart", unit]));
-                kept.push(format!("{unit} itself and its models (it belongs to Ollama's installer)"));
+                kept.push(format!(
+                    "{unit} itself and its models (it belongs to Ollama's installer)"
+                ));
             }
             _ => {
                 plan.run_tolerating_failure(Command::new("systemctl", ["reset-failed", unit]));

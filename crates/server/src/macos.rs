@@ -36,7 +36,11 @@ pub struct Launchd<'a> {
 }
 
 impl<'a> Launchd<'a> {
-    pub fn new(runner: &'a dyn CommandRunner, fs: &'a dyn Filesystem, user: MacUser) -> Launchd<'a> {
+    pub fn new(
+        runner: &'a dyn CommandRunner,
+        fs: &'a dyn Filesystem,
+        user: MacUser,
+    ) -> Launchd<'a> {
         let paths = MacPaths::for_home(&user.home);
         Launchd {
             runner,
@@ -65,9 +69,10 @@ impl<'a> Launchd<'a> {
 
     /// `launchctl print` for `label`; `None` when the job is not loaded.
     pub fn job(&self, label: &str) -> Result<Option<LaunchdJob>, Error> {
-        let output = self
-            .runner
-            .run(&Command::new("launchctl", ["print".to_string(), self.target(label)]))?;
+        let output = self.runner.run(&Command::new(
+            "launchctl",
+            ["print".to_string(), self.target(label)],
+        ))?;
         // 113: "Could not find service ... in domain for user gui: 501".
         if !output.success() {
             return Ok(None);
@@ -100,7 +105,14 @@ impl<'a> Launchd<'a> {
 
     /// Listening sockets on `port`; `lsof` exits 1 when there are none.
     pub fn listeners(&self, port: u16) -> Result<Vec<Listener>, Error> {
-        let command = Command::new("lsof", ["-nP".to_string(), format!("-iTCP:{port}"), "-sTCP:LISTEN".into()]);
+        let command = Command::new(
+            "lsof",
+            [
+                "-nP".to_string(),
+                format!("-iTCP:{port}"),
+                "-sTCP:LISTEN".into(),
+            ],
+        );
         let output = self.runner.run(&command)?;
         if !output.success() && !output.stdout.trim().is_empty() {
             return Err(Error::CommandFailed {
@@ -116,7 +128,9 @@ impl<'a> Launchd<'a> {
     }
 
     fn processes(&self) -> Result<Vec<Process>, Error> {
-        let output = self.runner.run(&Command::new("ps", ["-axo", "pid=,command="]))?;
+        let output = self
+            .runner
+            .run(&Command::new("ps", ["-axo", "pid=,command="]))?;
         Ok(parse::ps_processes(&output.stdout))
     }
 
@@ -124,7 +138,9 @@ impl<'a> Launchd<'a> {
     pub fn conflicts(&self, spec: &ServiceSpec) -> Result<Vec<Conflict>, Error> {
         let mut conflicts = Vec::new();
         let processes = self.processes()?;
-        let app_running = processes.iter().find(|p| p.command.contains(APP_EXECUTABLE));
+        let app_running = processes
+            .iter()
+            .find(|p| p.command.contains(APP_EXECUTABLE));
         if let Some(app) = app_running {
             conflicts.push(Conflict {
                 kind: ConflictKind::OllamaApp,
@@ -155,7 +171,11 @@ impl<'a> Launchd<'a> {
                 summary: format!(
                     "`brew services` manages ollama ({HOMEBREW_LABEL}{}); Homebrew rewrites its \
                      plist on every upgrade, so settings made there do not last",
-                    if homebrew_loaded { ", loaded" } else { ", starts at login" }
+                    if homebrew_loaded {
+                        ", loaded"
+                    } else {
+                        ", starts at login"
+                    }
                 ),
                 fix: "Run `brew services stop ollama` (it unloads the job and removes its plist; \
                       the binary stays and sovereign's agent uses it)."
@@ -185,8 +205,11 @@ impl<'a> Launchd<'a> {
             if listener.pid.is_some() && listener.pid == ours {
                 continue;
             }
-            let owner = listener.pid.and_then(|pid| processes.iter().find(|p| p.pid == pid));
-            let from_app = owner.is_some_and(|p| p.command.contains(APP_BUNDLE)) && app_running.is_some();
+            let owner = listener
+                .pid
+                .and_then(|pid| processes.iter().find(|p| p.pid == pid));
+            let from_app =
+                owner.is_some_and(|p| p.command.contains(APP_BUNDLE)) && app_running.is_some();
             if from_app && listener.address.is_any() {
                 conflicts.push(Conflict {
                     kind: ConflictKind::OllamaAppExposed,
@@ -195,7 +218,8 @@ impl<'a> Launchd<'a> {
                          network\" setting is on, which serves the unauthenticated API on every \
                          network this Mac joins"
                     ),
-                    fix: "Turn off Expose in Ollama's settings, then quit the app (see above).".into(),
+                    fix: "Turn off Expose in Ollama's settings, then quit the app (see above)."
+                        .into(),
                     blocking: true,
                 });
                 continue;
@@ -269,7 +293,11 @@ impl<'a> Launchd<'a> {
         }
         // A job disabled earlier (`launchctl disable`) would refuse to bootstrap.
         plan.run(self.launchctl(["enable", &self.target(LAUNCHD_LABEL)]));
-        plan.run(self.launchctl(["bootstrap", &self.domain(), &self.paths.plist.display().to_string()]));
+        plan.run(self.launchctl([
+            "bootstrap",
+            &self.domain(),
+            &self.paths.plist.display().to_string(),
+        ]));
         push_manifest(&mut plan, state_dir, &manifest);
         Ok(InstallPlan {
             program,
@@ -327,7 +355,10 @@ impl<'a> Launchd<'a> {
         let label = plist::Value::from_reader_xml(text.as_bytes())
             .ok()
             .and_then(|v| v.into_dictionary())
-            .and_then(|d| d.get("Label").and_then(|l| l.as_string().map(str::to_string)));
+            .and_then(|d| {
+                d.get("Label")
+                    .and_then(|l| l.as_string().map(str::to_string))
+            });
         Ok(if label.as_deref() == Some(LAUNCHD_LABEL) {
             vec![self.paths.plist.clone()]
         } else {
@@ -340,18 +371,22 @@ impl<'a> Launchd<'a> {
         let loaded = self.job(LAUNCHD_LABEL)?.is_some();
         let mut plan = Plan::default();
         match (control, loaded) {
-            (Control::Start, false) => {
-                plan.run(self.launchctl(["bootstrap", &self.domain(), &self.paths.plist.display().to_string()]))
-            }
+            (Control::Start, false) => plan.run(self.launchctl([
+                "bootstrap",
+                &self.domain(),
+                &self.paths.plist.display().to_string(),
+            ])),
             (Control::Start, true) => plan.run(self.launchctl(["kickstart", &target])),
             // KeepAlive would respawn a killed process; only unloading stops it. The plist
             // stays, so the agent comes back at the next login or `start`.
             (Control::Stop, true) => plan.run(self.launchctl(["bootout", &target])),
             (Control::Stop, false) => {}
             (Control::Restart, true) => plan.run(self.launchctl(["kickstart", "-k", &target])),
-            (Control::Restart, false) => {
-                plan.run(self.launchctl(["bootstrap", &self.domain(), &self.paths.plist.display().to_string()]))
-            }
+            (Control::Restart, false) => plan.run(self.launchctl([
+                "bootstrap",
+                &self.domain(),
+                &self.paths.plist.display().to_string(),
+            ])),
         }
         Ok(plan)
     }
@@ -390,7 +425,11 @@ pub fn login_notes() -> Vec<String> {
     ]
 }
 
-pub(crate) fn find_ollama(fs: &dyn Filesystem, explicit: Option<&Path>, candidates: &[&str]) -> Result<PathBuf, Error> {
+pub(crate) fn find_ollama(
+    fs: &dyn Filesystem,
+    explicit: Option<&Path>,
+    candidates: &[&str],
+) -> Result<PathBuf, Error> {
     if let Some(path) = explicit {
         if fs.is_executable(path) {
             return Ok(path.to_path_buf());

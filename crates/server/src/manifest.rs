@@ -55,14 +55,19 @@ impl InstallManifest {
         let Some(text) = fs.read_to_string(&path)? else {
             return Ok(None);
         };
-        let manifest: InstallManifest = serde_json::from_str(&text).map_err(|e| Error::Manifest {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let manifest: InstallManifest =
+            serde_json::from_str(&text).map_err(|e| Error::Manifest {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
         if manifest.format != InstallManifest::FORMAT {
             return Err(Error::Manifest {
                 path,
-                reason: format!("format {} is not {}", manifest.format, InstallManifest::FORMAT),
+                reason: format!(
+                    "format {} is not {}",
+                    manifest.format,
+                    InstallManifest::FORMAT
+                ),
             });
         }
         Ok(Some(manifest))

@@ -32,7 +32,12 @@ pub fn launchctl_print(text: &str) -> LaunchdJob {
         let trimmed = line.trim();
         if trimmed.ends_with('{') {
             if depth == 1 {
-                block = trimmed.trim_end_matches('{').trim_end().trim_end_matches('=').trim().to_string();
+                block = trimmed
+                    .trim_end_matches('{')
+                    .trim_end()
+                    .trim_end_matches('=')
+                    .trim()
+                    .to_string();
             }
             depth += 1;
             continue;
@@ -292,7 +297,15 @@ pub fn network_service_order(text: &str) -> Vec<NetworkService> {
 /// adapters), as opposed to Wi-Fi, Bluetooth, bridges and tethering.
 pub fn is_wired_port(port: &str) -> bool {
     let lower = port.to_ascii_lowercase();
-    let excluded = ["wi-fi", "airport", "bluetooth", "bridge", "iphone", "ipad", "vpn"];
+    let excluded = [
+        "wi-fi",
+        "airport",
+        "bluetooth",
+        "bridge",
+        "iphone",
+        "ipad",
+        "vpn",
+    ];
     if excluded.iter().any(|word| lower.contains(word)) {
         return false;
     }
@@ -307,10 +320,19 @@ mod tests {
     fn socket_forms_split_into_address_and_port() {
         let ip = |s: &str| ListenAddress::Ip(s.parse().unwrap());
         assert_eq!(split_socket("*:11434"), Some((ListenAddress::Any, 11434)));
-        assert_eq!(split_socket("0.0.0.0:11434"), Some((ListenAddress::Any, 11434)));
-        assert_eq!(split_socket("[::]:11434"), Some((ListenAddress::Any, 11434)));
+        assert_eq!(
+            split_socket("0.0.0.0:11434"),
+            Some((ListenAddress::Any, 11434))
+        );
+        assert_eq!(
+            split_socket("[::]:11434"),
+            Some((ListenAddress::Any, 11434))
+        );
         assert_eq!(split_socket("[::1]:11434"), Some((ip("::1"), 11434)));
-        assert_eq!(split_socket("127.0.0.53%lo:53"), Some((ip("127.0.0.53"), 53)));
+        assert_eq!(
+            split_socket("127.0.0.53%lo:53"),
+            Some((ip("127.0.0.53"), 53))
+        );
         assert_eq!(split_socket("[fe80::1]%eth0:22"), Some((ip("fe80::1"), 22)));
         assert_eq!(split_socket("garbage"), None);
     }
@@ -328,8 +350,32 @@ mod tests {
 
     #[test]
     fn ps_lines_keep_commands_with_spaces() {
-        let processes = ps_processes("  412 /Applications/Ollama.app/Contents/MacOS/Ollama\n 9 a b c\n");
+        let processes =
+            ps_processes("  412 /Applications/Ollama.app/Contents/MacOS/Ollama\n 9 a b c\n");
         assert_eq!(processes[0].pid, 412);
         assert_eq!(processes[1].command, "a b c");
+    }
+
+    proptest::proptest! {
+        /// Any socket ss prints comes back as the address and port it names.
+        #[test]
+        fn ss_lines_round_trip(a: u8, b: u8, c: u8, d: u8, port in 1u16.., pid in 1u32..4_000_000, v6 in proptest::bool::ANY) {
+            let ip: IpAddr = if v6 {
+                IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, u16::from(a) << 8 | u16::from(b), u16::from(c) << 8 | u16::from(d)))
+            } else {
+                IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+            };
+            let local = match ip {
+                IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+                IpAddr::V4(v4) => format!("{v4}:{port}"),
+            };
+            let line = format!("LISTEN 0      4096   {local}   0.0.0.0:*    users:((\"ollama\",pid={pid},fd=3))\n");
+            let parsed = ss_listeners(&line);
+            proptest::prop_assert_eq!(parsed.len(), 1);
+            let expected = if ip.is_unspecified() { ListenAddress::Any } else { ListenAddress::Ip(ip) };
+            proptest::prop_assert_eq!(parsed[0].address, expected);
+            proptest::prop_assert_eq!(parsed[0].port, port);
+            proptest::prop_assert_eq!(parsed[0].pid, Some(pid));
+        }
     }
 }

@@ -93,7 +93,11 @@ impl Plan {
                     command,
                     tolerate_failure,
                 } => {
-                    let suffix = if *tolerate_failure { "  # may fail harmlessly" } else { "" };
+                    let suffix = if *tolerate_failure {
+                        "  # may fail harmlessly"
+                    } else {
+                        ""
+                    };
                     let _ = writeln!(out, "{command}{suffix}");
                 }
             }
@@ -121,7 +125,11 @@ pub struct Step {
 }
 
 /// Executes `plan` in order and stops at the first failure that is not tolerated.
-pub fn execute(plan: &Plan, runner: &dyn CommandRunner, fs: &dyn Filesystem) -> Result<Execution, Error> {
+pub fn execute(
+    plan: &Plan,
+    runner: &dyn CommandRunner,
+    fs: &dyn Filesystem,
+) -> Result<Execution, Error> {
     let mut execution = Execution::default();
     for action in &plan.actions {
         let step = match action {
@@ -163,7 +171,10 @@ pub fn execute(plan: &Plan, runner: &dyn CommandRunner, fs: &dyn Filesystem) -> 
                     description: if removed {
                         format!("removed directory {}", path.display())
                     } else {
-                        format!("kept directory {} (not empty or already gone)", path.display())
+                        format!(
+                            "kept directory {} (not empty or already gone)",
+                            path.display()
+                        )
                     },
                     ok: removed,
                     detail: None,

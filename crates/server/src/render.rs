@@ -62,7 +62,10 @@ pub fn render_plist(agent: &LaunchAgent) -> Result<String, Error> {
             Value::String("serve".into()),
         ]),
     );
-    root.insert("EnvironmentVariables".into(), Value::Dictionary(environment));
+    root.insert(
+        "EnvironmentVariables".into(),
+        Value::Dictionary(environment),
+    );
     root.insert("RunAtLoad".into(), Value::Boolean(true));
     // Restart whenever it exits: launchd throttles respawns to one per 10 s by default.
     root.insert("KeepAlive".into(), Value::Boolean(true));
@@ -136,7 +139,10 @@ pub fn render_unit(service: &SystemdService) -> String {
             out.push_str("DynamicUser=yes\n");
             out.push_str(&format!("StateDirectory={STATE_DIRECTORY}\n"));
             // Ollama keeps keys and models under $HOME/.ollama; point both at the state dir.
-            out.push_str(&environment_line("HOME", &format!("/var/lib/{STATE_DIRECTORY}")));
+            out.push_str(&environment_line(
+                "HOME",
+                &format!("/var/lib/{STATE_DIRECTORY}"),
+            ));
             out.push_str(&environment_line(
                 "OLLAMA_MODELS",
                 &format!("/var/lib/{STATE_DIRECTORY}/models"),
@@ -304,7 +310,13 @@ mod tests {
 
     #[test]
     fn exec_paths_with_spaces_are_quoted() {
-        assert_eq!(escape_exec_path("/usr/local/bin/ollama"), "/usr/local/bin/ollama");
-        assert_eq!(escape_exec_path("/opt/my apps/ollama"), "\"/opt/my apps/ollama\"");
+        assert_eq!(
+            escape_exec_path("/usr/local/bin/ollama"),
+            "/usr/local/bin/ollama"
+        );
+        assert_eq!(
+            escape_exec_path("/opt/my apps/ollama"),
+            "\"/opt/my apps/ollama\""
+        );
     }
 }

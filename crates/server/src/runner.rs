@@ -157,7 +157,12 @@ impl ScriptedRunner {
 
     /// Every command run so far, in order.
     pub fn commands(&self) -> Vec<String> {
-        self.log.lock().expect("runner log").iter().map(ToString::to_string).collect()
+        self.log
+            .lock()
+            .expect("runner log")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     fn push(&self, command_line: &str, output: Result<Output, MissingProgram>) {
@@ -217,7 +222,10 @@ mod tests {
 
     #[test]
     fn quoting_keeps_plain_words_and_wraps_the_rest() {
-        assert_eq!(shell_quote("gui/501/com.sovereign.ollama"), "gui/501/com.sovereign.ollama");
+        assert_eq!(
+            shell_quote("gui/501/com.sovereign.ollama"),
+            "gui/501/com.sovereign.ollama"
+        );
         assert_eq!(shell_quote("USB 10/100/1000 LAN"), "'USB 10/100/1000 LAN'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
@@ -226,7 +234,9 @@ mod tests {
     #[test]
     fn scripted_runner_replays_in_order_and_repeats_the_last() {
         let runner = ScriptedRunner::new();
-        runner.on("id -u", 0, "501\n", "").on("id -u", 0, "502\n", "");
+        runner
+            .on("id -u", 0, "501\n", "")
+            .on("id -u", 0, "502\n", "");
         let id = Command::new("id", ["-u"]);
         assert_eq!(runner.run(&id).unwrap().stdout, "501\n");
         assert_eq!(runner.run(&id).unwrap().stdout, "502\n");

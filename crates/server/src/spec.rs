@@ -52,10 +52,19 @@ impl ServiceSpec {
             BindMode::All => Ipv4Addr::UNSPECIFIED,
         };
         let environment = vec![
-            ("OLLAMA_HOST".to_string(), format!("{listen}:{}", server.api_port)),
-            ("OLLAMA_CONTEXT_LENGTH".to_string(), ollama.context_length.to_string()),
+            (
+                "OLLAMA_HOST".to_string(),
+                format!("{listen}:{}", server.api_port),
+            ),
+            (
+                "OLLAMA_CONTEXT_LENGTH".to_string(),
+                ollama.context_length.to_string(),
+            ),
             ("OLLAMA_KEEP_ALIVE".to_string(), ollama.keep_alive.clone()),
-            ("OLLAMA_NUM_PARALLEL".to_string(), ollama.num_parallel.to_string()),
+            (
+                "OLLAMA_NUM_PARALLEL".to_string(),
+                ollama.num_parallel.to_string(),
+            ),
             (
                 "OLLAMA_FLASH_ATTENTION".to_string(),
                 if ollama.flash_attention { "1" } else { "0" }.to_string(),
@@ -177,7 +186,13 @@ mod tests {
     #[test]
     fn lan_bind_uses_the_server_address() {
         let spec = ServiceSpec::from_deployment(&Deployment::reference());
-        assert_eq!(spec.environment[0], ("OLLAMA_HOST".into(), "192.168.250.20:11434".into()));
-        assert_eq!(spec.wait_for_address(), Some(Ipv4Addr::new(192, 168, 250, 20)));
+        assert_eq!(
+            spec.environment[0],
+            ("OLLAMA_HOST".into(), "192.168.250.20:11434".into())
+        );
+        assert_eq!(
+            spec.wait_for_address(),
+            Some(Ipv4Addr::new(192, 168, 250, 20))
+        );
     }
 }

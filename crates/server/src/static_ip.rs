@@ -46,7 +46,11 @@ pub fn macos_plan(
                 command: order_command.to_string(),
                 reason: format!(
                     "there is no network service named {name:?}; the services are: {}",
-                    services.iter().map(|s| format!("{:?}", s.name)).collect::<Vec<_>>().join(", ")
+                    services
+                        .iter()
+                        .map(|s| format!("{:?}", s.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             })?;
         return Ok(MacStaticPlan {
@@ -85,7 +89,10 @@ pub fn macos_plan(
 /// The Linux interface that holds the default route, as a best guess for the LAN side.
 pub fn linux_interface(runner: &dyn CommandRunner) -> Option<String> {
     let output = runner
-        .run(&Command::new("ip", ["-o", "-4", "route", "show", "default"]))
+        .run(&Command::new(
+            "ip",
+            ["-o", "-4", "route", "show", "default"],
+        ))
         .ok()?;
     let fields: Vec<&str> = output.stdout.split_whitespace().collect();
     fields

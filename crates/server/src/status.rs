@@ -201,7 +201,8 @@ pub fn evaluate(
                 ));
             }
             ListenAddress::Ip(ip) => {
-                let expected = spec.bind == BindMode::LanIp && ip == IpAddr::V4(spec.server_address);
+                let expected =
+                    spec.bind == BindMode::LanIp && ip == IpAddr::V4(spec.server_address);
                 if !expected {
                     bind_matches = false;
                     problems.push(format!(

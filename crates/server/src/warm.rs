@@ -32,7 +32,12 @@ pub fn keep_alive(value: &str) -> KeepAlive {
 }
 
 /// Pulls and loads every model; one failure does not stop the others.
-pub fn warm(client: &Client, models: &[String], keep_alive_value: &str, observer: &mut dyn WarmObserver) -> Vec<WarmOutcome> {
+pub fn warm(
+    client: &Client,
+    models: &[String],
+    keep_alive_value: &str,
+    observer: &mut dyn WarmObserver,
+) -> Vec<WarmOutcome> {
     // Loading a large model from disk takes minutes; a pull's budget is per progress line.
     let loader = client.clone().with_timeout(Duration::from_secs(15 * 60));
     models
@@ -116,14 +121,20 @@ impl WarmObserver for ProgressBars {
         if self.plain {
             return;
         }
-        let short: String = digest.trim_start_matches("sha256:").chars().take(12).collect();
+        let short: String = digest
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect();
         let multi = &self.multi;
         let bar = self.layers.entry(digest.clone()).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(total));
             bar.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                    .expect("static template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
             );
             bar.set_prefix(format!("{model} {short}"));
             bar

@@ -11,8 +11,8 @@ use sovereign_server::macos::{Launchd, MacUser};
 use sovereign_server::render::StaticAddress;
 use sovereign_server::status::{self, ApiStatus};
 use sovereign_server::{
-    Backend, ConflictKind, Control, Filesystem, InstallManifest, RootedFs, ScriptedRunner, ServiceSpec,
-    execute, static_ip,
+    Backend, ConflictKind, Control, Filesystem, InstallManifest, RootedFs, ScriptedRunner,
+    ServiceSpec, execute, static_ip,
 };
 
 const HOME: &str = "/Users/alice";
@@ -34,14 +34,24 @@ fn state_dir() -> PathBuf {
 fn clean_mac(runner: &ScriptedRunner) {
     let scripted = |line: &str| runner.is_scripted(line);
     let not_found = fixture("macos/launchctl-print-not-found.stderr");
-    for label in ["com.sovereign.ollama", "com.ollama.ollama", "homebrew.mxcl.ollama", "com.ollama"] {
+    for label in [
+        "com.sovereign.ollama",
+        "com.ollama.ollama",
+        "homebrew.mxcl.ollama",
+        "com.ollama",
+    ] {
         let line = format!("launchctl print gui/501/{label}");
         if !scripted(&line) {
             runner.on(&line, NOT_FOUND, "", &not_found);
         }
     }
     if !scripted("ps -axo pid=,command=") {
-        runner.on("ps -axo pid=,command=", 0, &fixture("macos/ps-clean.txt"), "");
+        runner.on(
+            "ps -axo pid=,command=",
+            0,
+            &fixture("macos/ps-clean.txt"),
+            "",
+        );
     }
     if !scripted("lsof -nP -iTCP:11434 -sTCP:LISTEN") {
         runner.on("lsof -nP -iTCP:11434 -sTCP:LISTEN", 1, "", "");
@@ -63,7 +73,10 @@ fn install_on_a_clean_mac_writes_the_agent_and_bootstraps_it() {
     assert_eq!(install.program, Path::new("/opt/homebrew/bin/ollama"));
     insta::assert_snapshot!("macos_install_dry_run", install.plan.describe());
     // Planning ran only probes and wrote nothing.
-    assert!(!exists(root.path(), "/Users/alice/Library/LaunchAgents/com.sovereign.ollama.plist"));
+    assert!(!exists(
+        root.path(),
+        "/Users/alice/Library/LaunchAgents/com.sovereign.ollama.plist"
+    ));
 
     runner.on("launchctl enable gui/501/com.sovereign.ollama", 0, "", "");
     runner.on(
@@ -74,16 +87,30 @@ fn install_on_a_clean_mac_writes_the_agent_and_bootstraps_it() {
     );
     execute(&install.plan, &runner, &fs).unwrap();
     let plist = fs
-        .read_to_string(Path::new("/Users/alice/Library/LaunchAgents/com.sovereign.ollama.plist"))
+        .read_to_string(Path::new(
+            "/Users/alice/Library/LaunchAgents/com.sovereign.ollama.plist",
+        ))
         .unwrap()
         .unwrap();
     assert!(plist.contains("<string>192.168.250.20:11434</string>"));
     assert!(exists(root.path(), "/Users/alice/Library/Logs/sovereign"));
     let manifest = InstallManifest::load(&fs, &state_dir()).unwrap().unwrap();
-    assert_eq!(manifest.files, [PathBuf::from("/Users/alice/Library/LaunchAgents/com.sovereign.ollama.plist")]);
+    assert_eq!(
+        manifest.files,
+        [PathBuf::from(
+            "/Users/alice/Library/LaunchAgents/com.sovereign.ollama.plist"
+        )]
+    );
     let commands = runner.commands();
-    assert!(commands.iter().any(|c| c.starts_with("launchctl bootstrap gui/501 ")));
-    assert!(!commands.iter().any(|c| c.contains("bootout")), "nothing was loaded: {commands:?}");
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.starts_with("launchctl bootstrap gui/501 "))
+    );
+    assert!(
+        !commands.iter().any(|c| c.contains("bootout")),
+        "nothing was loaded: {commands:?}"
+    );
 }
 
 #[test]
@@ -98,16 +125,27 @@ fn reinstall_unloads_the_running_agent_before_bootstrapping() {
         &fixture("macos/launchctl-print-sovereign-running.txt"),
         "",
     );
-    runner.on("lsof -nP -iTCP:11434 -sTCP:LISTEN", 0, &fixture("macos/lsof-lan.txt"), "");
+    runner.on(
+        "lsof -nP -iTCP:11434 -sTCP:LISTEN",
+        0,
+        &fixture("macos/lsof-lan.txt"),
+        "",
+    );
     clean_mac(&runner);
     let backend = Launchd::new(&runner, &fs, user());
     let install = backend
-        .install_plan(&ServiceSpec::from_deployment(&Deployment::reference()), None, &state_dir())
+        .install_plan(
+            &ServiceSpec::from_deployment(&Deployment::reference()),
+            None,
+            &state_dir(),
+        )
         .unwrap();
     // Our own listener (pid 48211) is not a conflict.
     assert!(install.conflicts.is_empty(), "{:?}", install.conflicts);
     let plan = install.plan.describe();
-    let bootout = plan.find("launchctl bootout gui/501/com.sovereign.ollama").expect("bootout");
+    let bootout = plan
+        .find("launchctl bootout gui/501/com.sovereign.ollama")
+        .expect("bootout");
     let bootstrap = plan.find("launchctl bootstrap gui/501").expect("bootstrap");
     assert!(bootout < bootstrap, "{plan}");
 }
@@ -115,18 +153,35 @@ fn reinstall_unloads_the_running_agent_before_bootstrapping() {
 #[test]
 fn every_conflict_is_detected_and_explained() {
     let root = tempfile::tempdir().unwrap();
-    fake_executable(root.path(), "/Applications/Ollama.app/Contents/Resources/ollama");
-    write(root.path(), "/Users/alice/Library/LaunchAgents/com.ollama.plist", "<plist/>");
+    fake_executable(
+        root.path(),
+        "/Applications/Ollama.app/Contents/Resources/ollama",
+    );
+    write(
+        root.path(),
+        "/Users/alice/Library/LaunchAgents/com.ollama.plist",
+        "<plist/>",
+    );
     let fs = RootedFs::under(root.path());
     let runner = ScriptedRunner::new();
-    runner.on("ps -axo pid=,command=", 0, &fixture("macos/ps-app-running.txt"), "");
+    runner.on(
+        "ps -axo pid=,command=",
+        0,
+        &fixture("macos/ps-app-running.txt"),
+        "",
+    );
     runner.on(
         "launchctl print gui/501/homebrew.mxcl.ollama",
         0,
         &fixture("macos/launchctl-print-homebrew-running.txt"),
         "",
     );
-    runner.on("lsof -nP -iTCP:11434 -sTCP:LISTEN", 0, &fixture("macos/lsof-app-exposed.txt"), "");
+    runner.on(
+        "lsof -nP -iTCP:11434 -sTCP:LISTEN",
+        0,
+        &fixture("macos/lsof-app-exposed.txt"),
+        "",
+    );
     clean_mac(&runner);
     let backend = Launchd::new(&runner, &fs, user());
     let spec = ServiceSpec::from_deployment(&Deployment::reference());
@@ -144,12 +199,23 @@ fn every_conflict_is_detected_and_explained() {
     );
     assert!(conflicts.iter().all(|c| c.blocking && !c.fix.is_empty()));
     assert!(conflicts[1].fix.contains("brew services stop ollama"));
-    assert!(conflicts[2].fix.contains("launchctl bootout gui/501/com.ollama"));
-    assert!(conflicts[3].summary.contains("*:11434"), "{}", conflicts[3].summary);
+    assert!(
+        conflicts[2]
+            .fix
+            .contains("launchctl bootout gui/501/com.ollama")
+    );
+    assert!(
+        conflicts[3].summary.contains("*:11434"),
+        "{}",
+        conflicts[3].summary
+    );
 
     let install = backend.install_plan(&spec, None, &state_dir()).unwrap();
     assert!(install.blocked());
-    assert_eq!(install.program, Path::new("/Applications/Ollama.app/Contents/Resources/ollama"));
+    assert_eq!(
+        install.program,
+        Path::new("/Applications/Ollama.app/Contents/Resources/ollama")
+    );
 }
 
 #[test]
@@ -178,8 +244,16 @@ fn a_foreign_listener_is_a_conflict() {
 fn uninstall_removes_exactly_what_install_created() {
     let root = tempfile::tempdir().unwrap();
     fake_executable(root.path(), "/opt/homebrew/bin/ollama");
-    write(root.path(), "/Users/alice/Library/LaunchAgents/com.example.other.plist", "<plist/>");
-    write(root.path(), "/Users/alice/.ollama/models/blobs/sha256-abc", "weights");
+    write(
+        root.path(),
+        "/Users/alice/Library/LaunchAgents/com.example.other.plist",
+        "<plist/>",
+    );
+    write(
+        root.path(),
+        "/Users/alice/.ollama/models/blobs/sha256-abc",
+        "weights",
+    );
     let fs = RootedFs::under(root.path());
     let runner = ScriptedRunner::new();
     clean_mac(&runner);
@@ -192,8 +266,20 @@ fn uninstall_removes_exactly_what_install_created() {
     );
     let backend = Launchd::new(&runner, &fs, user());
     let spec = ServiceSpec::from_deployment(&Deployment::reference());
-    execute(&backend.install_plan(&spec, None, &state_dir()).unwrap().plan, &runner, &fs).unwrap();
-    write(root.path(), "/Users/alice/Library/Logs/sovereign/ollama.err.log", "Listening on 192.168.250.20:11434\n");
+    execute(
+        &backend
+            .install_plan(&spec, None, &state_dir())
+            .unwrap()
+            .plan,
+        &runner,
+        &fs,
+    )
+    .unwrap();
+    write(
+        root.path(),
+        "/Users/alice/Library/Logs/sovereign/ollama.err.log",
+        "Listening on 192.168.250.20:11434\n",
+    );
 
     // Now loaded and running.
     let runner = ScriptedRunner::new();
@@ -209,13 +295,32 @@ fn uninstall_removes_exactly_what_install_created() {
     assert!(!uninstall.from_known_paths);
     insta::assert_snapshot!("macos_uninstall_dry_run", uninstall.plan.describe());
     let execution = execute(&uninstall.plan, &runner, &fs).unwrap();
-    assert!(execution.steps.iter().all(|s| s.ok), "{:?}", execution.steps);
+    assert!(
+        execution.steps.iter().all(|s| s.ok),
+        "{:?}",
+        execution.steps
+    );
 
-    assert!(!exists(root.path(), "/Users/alice/Library/LaunchAgents/com.sovereign.ollama.plist"));
-    assert!(!exists(root.path(), "/Users/alice/sovereign.state/server-install.json"));
-    assert!(exists(root.path(), "/Users/alice/Library/LaunchAgents/com.example.other.plist"));
-    assert!(exists(root.path(), "/Users/alice/.ollama/models/blobs/sha256-abc"));
-    assert!(exists(root.path(), "/Users/alice/Library/Logs/sovereign/ollama.err.log"));
+    assert!(!exists(
+        root.path(),
+        "/Users/alice/Library/LaunchAgents/com.sovereign.ollama.plist"
+    ));
+    assert!(!exists(
+        root.path(),
+        "/Users/alice/sovereign.state/server-install.json"
+    ));
+    assert!(exists(
+        root.path(),
+        "/Users/alice/Library/LaunchAgents/com.example.other.plist"
+    ));
+    assert!(exists(
+        root.path(),
+        "/Users/alice/.ollama/models/blobs/sha256-abc"
+    ));
+    assert!(exists(
+        root.path(),
+        "/Users/alice/Library/Logs/sovereign/ollama.err.log"
+    ));
     assert!(uninstall.kept.iter().any(|k| k.contains("models")));
     assert!(uninstall.kept.iter().any(|k| k.contains("Logs/sovereign")));
 }
@@ -232,14 +337,20 @@ fn uninstall_without_a_manifest_only_touches_a_plist_that_is_ours() {
     let fs = RootedFs::under(root.path());
     let runner = ScriptedRunner::new();
     clean_mac(&runner);
-    let plan = Launchd::new(&runner, &fs, user()).uninstall_plan(&state_dir()).unwrap();
+    let plan = Launchd::new(&runner, &fs, user())
+        .uninstall_plan(&state_dir())
+        .unwrap();
     assert!(plan.plan.is_empty(), "{}", plan.plan.describe());
 }
 
 #[test]
 fn status_reads_launchctl_and_lsof() {
     let root = tempfile::tempdir().unwrap();
-    write(root.path(), "/Users/alice/Library/LaunchAgents/com.sovereign.ollama.plist", "x");
+    write(
+        root.path(),
+        "/Users/alice/Library/LaunchAgents/com.sovereign.ollama.plist",
+        "x",
+    );
     let fs = RootedFs::under(root.path());
     let runner = ScriptedRunner::new();
     runner.on(
@@ -248,7 +359,12 @@ fn status_reads_launchctl_and_lsof() {
         &fixture("macos/launchctl-print-sovereign-running.txt"),
         "",
     );
-    runner.on("lsof -nP -iTCP:11434 -sTCP:LISTEN", 0, &fixture("macos/lsof-lan.txt"), "");
+    runner.on(
+        "lsof -nP -iTCP:11434 -sTCP:LISTEN",
+        0,
+        &fixture("macos/lsof-lan.txt"),
+        "",
+    );
     let backend = Launchd::new(&runner, &fs, user());
     let state = backend.state().unwrap();
     assert!(state.installed && state.loaded && state.running);
@@ -266,12 +382,22 @@ fn status_reads_launchctl_and_lsof() {
 
     // The same service answering on loopback contradicts the deployment, loudly.
     let runner = ScriptedRunner::new();
-    runner.on("lsof -nP -iTCP:11434 -sTCP:LISTEN", 0, &fixture("macos/lsof-loopback.txt"), "");
+    runner.on(
+        "lsof -nP -iTCP:11434 -sTCP:LISTEN",
+        0,
+        &fixture("macos/lsof-loopback.txt"),
+        "",
+    );
     let listeners = Launchd::new(&runner, &fs, user()).listeners(11434).unwrap();
     let report = status::evaluate(&spec, 65536, state, listeners, reachable("0.13.3"));
     assert!(!report.consistent());
     assert!(!report.bind_matches);
-    assert!(report.warnings.iter().any(|w| w.starts_with("!!!") && w.contains("loopback")));
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("!!!") && w.contains("loopback"))
+    );
     assert!(report.warnings.iter().any(|w| w.contains("/v1/messages")));
 }
 
@@ -294,9 +420,24 @@ fn status_of_a_missing_agent_says_to_install() {
             ..ApiStatus::default()
         },
     );
-    assert!(report.problems.iter().any(|p| p.contains("sovereign server install")));
-    assert!(report.problems.iter().any(|p| p.contains("nothing listens")));
-    assert!(report.problems.iter().any(|p| p.contains("does not answer")));
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("sovereign server install"))
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("nothing listens"))
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("does not answer"))
+    );
 }
 
 #[test]
@@ -312,8 +453,14 @@ fn control_uses_bootstrap_kickstart_and_bootout() {
     );
     let backend = Backend::Macos(Launchd::new(&running, &fs, user()));
     let describe = |c| backend.control_plan(c, &state_dir()).unwrap().describe();
-    assert_eq!(describe(Control::Restart), "launchctl kickstart -k gui/501/com.sovereign.ollama\n");
-    assert_eq!(describe(Control::Stop), "launchctl bootout gui/501/com.sovereign.ollama\n");
+    assert_eq!(
+        describe(Control::Restart),
+        "launchctl kickstart -k gui/501/com.sovereign.ollama\n"
+    );
+    assert_eq!(
+        describe(Control::Stop),
+        "launchctl bootout gui/501/com.sovereign.ollama\n"
+    );
 
     let stopped = ScriptedRunner::new();
     clean_mac(&stopped);
@@ -357,7 +504,10 @@ fn static_ip_resolves_the_service_name_not_the_device() {
 
     let chosen = static_ip::macos_plan(&runner, &target, Some("Ethernet")).unwrap();
     assert_eq!(chosen.service.device, "en0");
-    assert!(static_ip::macos_plan(&runner, &target, Some("en0")).is_err(), "a device is not a service");
+    assert!(
+        static_ip::macos_plan(&runner, &target, Some("en0")).is_err(),
+        "a device is not a service"
+    );
 }
 
 #[test]
@@ -368,7 +518,10 @@ fn linux_static_advice_names_the_interface_and_prefix() {
         router: "192.168.250.1".parse().unwrap(),
         dns: "192.168.250.1".parse().unwrap(),
     };
-    insta::assert_snapshot!("linux_static_advice", static_ip::linux_advice("enp3s0", &target));
+    insta::assert_snapshot!(
+        "linux_static_advice",
+        static_ip::linux_advice("enp3s0", &target)
+    );
 }
 
 fn reachable(version: &str) -> ApiStatus {

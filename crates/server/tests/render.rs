@@ -22,7 +22,11 @@ fn configs() -> Vec<(&'static str, Deployment)> {
     custom.ollama.flash_attention = false;
     custom.server.address = "192.168.250.77".parse().unwrap();
     custom.server.api_port = 11500;
-    vec![("default", default), ("bind_all", all), ("custom_context", custom)]
+    vec![
+        ("default", default),
+        ("bind_all", all),
+        ("custom_context", custom),
+    ]
 }
 
 fn agent(deployment: &Deployment) -> LaunchAgent {
@@ -35,13 +39,20 @@ fn agent(deployment: &Deployment) -> LaunchAgent {
 }
 
 fn systemd(deployment: &Deployment, program: &Path, user: UnitUser) -> SystemdService {
-    SystemdService::new(&ServiceSpec::from_deployment(deployment), program.to_path_buf(), user)
+    SystemdService::new(
+        &ServiceSpec::from_deployment(deployment),
+        program.to_path_buf(),
+        user,
+    )
 }
 
 #[test]
 fn plist_golden_files() {
     for (name, deployment) in configs() {
-        insta::assert_snapshot!(format!("plist_{name}"), render_plist(&agent(&deployment)).unwrap());
+        insta::assert_snapshot!(
+            format!("plist_{name}"),
+            render_plist(&agent(&deployment)).unwrap()
+        );
     }
 }
 
@@ -55,12 +66,20 @@ fn unit_and_dropin_golden_files() {
         );
         insta::assert_snapshot!(
             format!("dropin_{name}"),
-            render_dropin(&systemd(&deployment, program, UnitUser::Named("ollama".into())))
+            render_dropin(&systemd(
+                &deployment,
+                program,
+                UnitUser::Named("ollama".into())
+            ))
         );
     }
     insta::assert_snapshot!(
         "unit_named_user",
-        render_unit(&systemd(&Deployment::reference(), program, UnitUser::Named("ollama".into())))
+        render_unit(&systemd(
+            &Deployment::reference(),
+            program,
+            UnitUser::Named("ollama".into())
+        ))
     );
 }
 
@@ -103,9 +122,15 @@ fn plist_parses_back_with_exactly_the_expected_keys_and_values() {
         );
         let expected_host = match deployment.server.bind {
             BindMode::All => format!("0.0.0.0:{}", deployment.server.api_port),
-            BindMode::LanIp => format!("{}:{}", deployment.server.address, deployment.server.api_port),
+            BindMode::LanIp => format!(
+                "{}:{}",
+                deployment.server.address, deployment.server.api_port
+            ),
         };
-        assert_eq!(environment["OLLAMA_HOST"].as_string(), Some(expected_host.as_str()));
+        assert_eq!(
+            environment["OLLAMA_HOST"].as_string(),
+            Some(expected_host.as_str())
+        );
         assert_eq!(
             environment["OLLAMA_CONTEXT_LENGTH"].as_string(),
             Some(deployment.ollama.context_length.to_string().as_str())
@@ -139,8 +164,16 @@ fn verify(unit: &Path) {
         .output()
         .expect("systemd-analyze runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "verify failed for {}:\n{stderr}", unit.display());
-    assert!(stderr.trim().is_empty(), "verify warned for {}:\n{stderr}", unit.display());
+    assert!(
+        output.status.success(),
+        "verify failed for {}:\n{stderr}",
+        unit.display()
+    );
+    assert!(
+        stderr.trim().is_empty(),
+        "verify warned for {}:\n{stderr}",
+        unit.display()
+    );
 }
 
 #[test]
@@ -152,7 +185,9 @@ fn unit_and_dropin_pass_systemd_analyze_verify() {
     let program = common::fake_executable(dir.path(), "bin/ollama");
     for (name, deployment) in configs() {
         for user in [UnitUser::Dynamic, UnitUser::Named("root".into())] {
-            let case = dir.path().join(format!("{name}-{}", matches!(user, UnitUser::Dynamic)));
+            let case = dir
+                .path()
+                .join(format!("{name}-{}", matches!(user, UnitUser::Dynamic)));
             std::fs::create_dir_all(&case).unwrap();
             let unit = case.join("sovereign-ollama.service");
             std::fs::write(&unit, render_unit(&systemd(&deployment, &program, user))).unwrap();
@@ -175,7 +210,11 @@ fn unit_and_dropin_pass_systemd_analyze_verify() {
         .unwrap();
         std::fs::write(
             case.join("ollama.service.d/sovereign.conf"),
-            render_dropin(&systemd(&deployment, &program, UnitUser::Named("root".into()))),
+            render_dropin(&systemd(
+                &deployment,
+                &program,
+                UnitUser::Named("root".into()),
+            )),
         )
         .unwrap();
         verify(&upstream);
@@ -193,7 +232,10 @@ fn verify_catches_a_broken_unit() {
     let unit = dir.path().join("broken.service");
     std::fs::write(
         &unit,
-        format!("Environment=\"OLLAMA_HOST=1.2.3.4\"\n[Service]\nExecStart={} serve\n", program.display()),
+        format!(
+            "Environment=\"OLLAMA_HOST=1.2.3.4\"\n[Service]\nExecStart={} serve\n",
+            program.display()
+        ),
     )
     .unwrap();
     let output = std::process::Command::new("systemd-analyze")

@@ -15,10 +15,13 @@ use sovereign_server::macos::{Launchd, MacUser};
 use sovereign_server::render::{
     LaunchAgent, SystemdService, UnitUser, render_dropin, render_plist, render_unit,
 };
-use sovereign_server::spec::{DROPIN_NAME, MACOS_OLLAMA_CANDIDATES, MacPaths, SYSTEMD_UNIT, UPSTREAM_UNIT};
+use sovereign_server::spec::{
+    DROPIN_NAME, MACOS_OLLAMA_CANDIDATES, MacPaths, SYSTEMD_UNIT, UPSTREAM_UNIT,
+};
 use sovereign_server::status::{self, Status};
 use sovereign_server::{
-    Backend, Command, CommandRunner, Control, Plan, RootedFs, ServiceSpec, SystemRunner, static_ip, warm,
+    Backend, Command, CommandRunner, Control, Plan, RootedFs, ServiceSpec, SystemRunner, static_ip,
+    warm,
 };
 
 use crate::context::{Context, Outcome, usage};
@@ -172,14 +175,24 @@ fn render(context: &Context, args: RenderArgs) -> anyhow::Result<Outcome> {
         Platform::Macos => {
             let home = args.home.clone().unwrap_or_else(default_mac_home);
             let program = args.ollama.clone().unwrap_or_else(|| {
-                let launchd = Launchd::new(&SystemRunner, &fs, MacUser { uid: 0, home: home.clone() });
+                let launchd = Launchd::new(
+                    &SystemRunner,
+                    &fs,
+                    MacUser {
+                        uid: 0,
+                        home: home.clone(),
+                    },
+                );
                 launchd
                     .find_ollama(None)
                     .unwrap_or_else(|_| PathBuf::from(MACOS_OLLAMA_CANDIDATES[0]))
             });
             let paths = MacPaths::for_home(&home);
             let agent = LaunchAgent::new(&spec, program, &paths);
-            vec![(PathBuf::from(format!("{}.plist", sovereign_server::LAUNCHD_LABEL)), render_plist(&agent)?)]
+            vec![(
+                PathBuf::from(format!("{}.plist", sovereign_server::LAUNCHD_LABEL)),
+                render_plist(&agent)?,
+            )]
         }
         Platform::Linux => {
             let program = args.ollama.clone().unwrap_or_else(|| {
@@ -213,7 +226,8 @@ fn render(context: &Context, args: RenderArgs) -> anyhow::Result<Outcome> {
     for (name, text) in &files {
         let path = out.join(name);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         super::init::write_atomically(&path, text)?;
         println!("wrote {}", path.display());
@@ -247,7 +261,11 @@ fn host_backend<'a>(
     let here = match std::env::consts::OS {
         "macos" => Platform::Macos,
         "linux" => Platform::Linux,
-        other => return Err(usage(format!("`sovereign server` supports macOS and Linux, not {other}"))),
+        other => {
+            return Err(usage(format!(
+                "`sovereign server` supports macOS and Linux, not {other}"
+            )));
+        }
     };
     if deployment.server.platform != here {
         return Err(usage(format!(
@@ -261,9 +279,20 @@ fn host_backend<'a>(
     Ok(match here {
         Platform::Macos => {
             let uid = runner.run(&Command::new("id", ["-u"]))?;
-            let uid: u32 = uid.stdout.trim().parse().context("`id -u` printed no number")?;
+            let uid: u32 = uid
+                .stdout
+                .trim()
+                .parse()
+                .context("`id -u` printed no number")?;
             let home = std::env::var_os("HOME").context("HOME is not set")?;
-            Backend::Macos(Launchd::new(runner, fs, MacUser { uid, home: home.into() }))
+            Backend::Macos(Launchd::new(
+                runner,
+                fs,
+                MacUser {
+                    uid,
+                    home: home.into(),
+                },
+            ))
         }
         Platform::Linux => Backend::Linux(Systemd::new(runner, fs)),
     })
@@ -281,7 +310,8 @@ fn lock_state(state_dir: &Path) -> anyhow::Result<File> {
     }
     let path = state_dir.join("server.lock");
     let file = File::create(&path).with_context(|| format!("cannot open {}", path.display()))?;
-    file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
     Ok(file)
 }
 
@@ -291,7 +321,11 @@ fn install(context: &Context, args: InstallArgs) -> anyhow::Result<Outcome> {
     let (runner, fs) = (SystemRunner, RootedFs::real());
     let backend = host_backend(context, &deployment, &runner, &fs)?;
     let state_dir = absolute(&context.state_dir());
-    let _lock = if args.dry_run { None } else { Some(lock_state(&state_dir)?) };
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(lock_state(&state_dir)?)
+    };
     let install = backend.install_plan(&spec, args.ollama.as_deref(), &state_dir)?;
     println!("ollama binary: {}", install.program.display());
     print_conflicts(&install.conflicts);
@@ -299,7 +333,9 @@ fn install(context: &Context, args: InstallArgs) -> anyhow::Result<Outcome> {
         println!("\nWould run (dry run, nothing changed):\n");
         print!("{}", install.plan.describe());
         if install.blocked() {
-            println!("\nInstall would stop before these steps until the conflicts above are resolved.");
+            println!(
+                "\nInstall would stop before these steps until the conflicts above are resolved."
+            );
             return Ok(Outcome::CheckFailed);
         }
         return Ok(Outcome::Success);
@@ -322,7 +358,11 @@ fn install(context: &Context, args: InstallArgs) -> anyhow::Result<Outcome> {
 
 fn print_conflicts(conflicts: &[sovereign_server::Conflict]) {
     for conflict in conflicts {
-        let level = if conflict.blocking { "CONFLICT" } else { "note" };
+        let level = if conflict.blocking {
+            "CONFLICT"
+        } else {
+            "note"
+        };
         println!("\n{level}: {}\n  fix: {}", conflict.summary, conflict.fix);
     }
 }
@@ -332,14 +372,21 @@ fn uninstall(context: &Context, args: DryRunArgs) -> anyhow::Result<Outcome> {
     let (runner, fs) = (SystemRunner, RootedFs::real());
     let backend = host_backend(context, &deployment, &runner, &fs)?;
     let state_dir = absolute(&context.state_dir());
-    let _lock = if args.dry_run || !state_dir.is_dir() { None } else { Some(lock_state(&state_dir)?) };
+    let _lock = if args.dry_run || !state_dir.is_dir() {
+        None
+    } else {
+        Some(lock_state(&state_dir)?)
+    };
     let uninstall = backend.uninstall_plan(&state_dir)?;
     if uninstall.plan.is_empty() {
         println!("Nothing to remove: sovereign's Ollama service is not installed here.");
         return Ok(Outcome::Success);
     }
     if uninstall.from_known_paths {
-        println!("No install record in {}; removing sovereign's files by their fixed paths.", state_dir.display());
+        println!(
+            "No install record in {}; removing sovereign's files by their fixed paths.",
+            state_dir.display()
+        );
     }
     if args.dry_run {
         println!("Would run (dry run, nothing changed):\n");
@@ -369,7 +416,13 @@ fn status_command(context: &Context, args: StatusArgs) -> anyhow::Result<Outcome
     let url = args.url.unwrap_or_else(|| spec.api_url());
     let client = sovereign_server::ollama::Client::new(&url)?.with_timeout(Duration::from_secs(5));
     let api = status::probe_api(&client);
-    let report = status::evaluate(&spec, deployment.ollama.context_length, service, listeners, api);
+    let report = status::evaluate(
+        &spec,
+        deployment.ollama.context_length,
+        service,
+        listeners,
+        api,
+    );
     if args.json {
         print_json(&report)?;
     } else {
@@ -383,7 +436,11 @@ pub fn format_status(report: &Status) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let service = &report.service;
-    let mut state = if service.running { "running".to_string() } else { service.state.clone() };
+    let mut state = if service.running {
+        "running".to_string()
+    } else {
+        service.state.clone()
+    };
     if let Some(pid) = service.pid {
         let _ = write!(state, ", pid {pid}");
     }
@@ -393,7 +450,11 @@ pub fn format_status(report: &Status) -> String {
     if let Some(code) = service.last_exit_code {
         let _ = write!(state, ", last exit {code}");
     }
-    let _ = writeln!(out, "service   {} ({}): {state}", service.name, service.manager);
+    let _ = writeln!(
+        out,
+        "service   {} ({}): {state}",
+        service.name, service.manager
+    );
     if let Some(file) = &service.file {
         let installed = if service.installed { "" } else { " (missing)" };
         let _ = writeln!(out, "file      {}{installed}", file.display());
@@ -403,8 +464,16 @@ pub fn format_status(report: &Status) -> String {
         out,
         "bind      configured {}; listening {}  {}",
         report.configured_bind,
-        if listening.is_empty() { "nowhere".to_string() } else { listening.join(", ") },
-        if report.bind_matches { "ok" } else { "MISMATCH" }
+        if listening.is_empty() {
+            "nowhere".to_string()
+        } else {
+            listening.join(", ")
+        },
+        if report.bind_matches {
+            "ok"
+        } else {
+            "MISMATCH"
+        }
     );
     let api = &report.api;
     match &api.version {
@@ -423,10 +492,16 @@ pub fn format_status(report: &Status) -> String {
     }
     if api.reachable {
         if api.loaded_models.is_empty() {
-            let _ = writeln!(out, "models    none loaded (`sovereign server warm` loads them)");
+            let _ = writeln!(
+                out,
+                "models    none loaded (`sovereign server warm` loads them)"
+            );
         }
         for model in &api.loaded_models {
-            let context = model.context_length.map(|c| format!("ctx {c}, ")).unwrap_or_default();
+            let context = model
+                .context_length
+                .map(|c| format!("ctx {c}, "))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "models    {} ({context}{:.1} GB in VRAM, until {})",
@@ -476,7 +551,11 @@ fn logs(context: &Context, args: LogsArgs) -> anyhow::Result<Outcome> {
 fn warm_command(context: &Context, args: WarmArgs) -> anyhow::Result<Outcome> {
     let (deployment, _) = context.load_or_reference()?;
     let spec = ServiceSpec::from_deployment(&deployment);
-    let models = if args.models.is_empty() { spec.models.clone() } else { args.models };
+    let models = if args.models.is_empty() {
+        spec.models.clone()
+    } else {
+        args.models
+    };
     if models.is_empty() {
         return Err(usage(
             "no models to warm: pass MODEL... or list them in ollama.models in sovereign.toml",
@@ -491,7 +570,12 @@ fn warm_command(context: &Context, args: WarmArgs) -> anyhow::Result<Outcome> {
     }
     let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
     if !args.json {
-        println!("{} of {} models ready (keep_alive {})", models.len() - failed, models.len(), spec.keep_alive);
+        println!(
+            "{} of {} models ready (keep_alive {})",
+            models.len() - failed,
+            models.len(),
+            spec.keep_alive
+        );
     }
     Ok(Outcome::from_passed(failed == 0))
 }
@@ -510,15 +594,20 @@ fn static_ip_command(context: &Context, args: StaticIpArgs) -> anyhow::Result<Ou
                 .map(|c| if root { c.clone() } else { sudo(c) })
                 .collect();
             if args.json {
-                print_json(&serde_json::json!({ "service": plan.service, "alternatives": plan.alternatives,
-                    "commands": commands.iter().map(ToString::to_string).collect::<Vec<_>>() }))?;
+                print_json(
+                    &serde_json::json!({ "service": plan.service, "alternatives": plan.alternatives,
+                    "commands": commands.iter().map(ToString::to_string).collect::<Vec<_>>() }),
+                )?;
             } else {
                 println!(
                     "Wired network service: {:?} (device {}, port {:?})",
                     plan.service.name, plan.service.device, plan.service.port
                 );
                 for other in &plan.alternatives {
-                    println!("  also wired: {:?} (device {}); pick it with --service", other.name, other.device);
+                    println!(
+                        "  also wired: {:?} (device {}); pick it with --service",
+                        other.name, other.device
+                    );
                 }
             }
             if !args.apply {
@@ -545,10 +634,13 @@ fn static_ip_command(context: &Context, args: StaticIpArgs) -> anyhow::Result<Ou
                     "--apply is for macOS; on Linux, apply the printed configuration with your network stack",
                 ));
             }
-            let interface = static_ip::linux_interface(&runner).unwrap_or_else(|| "<interface>".into());
+            let interface =
+                static_ip::linux_interface(&runner).unwrap_or_else(|| "<interface>".into());
             if args.json {
-                print_json(&serde_json::json!({ "interface": interface, "target": target,
-                    "advice": static_ip::linux_advice(&interface, &target) }))?;
+                print_json(
+                    &serde_json::json!({ "interface": interface, "target": target,
+                    "advice": static_ip::linux_advice(&interface, &target) }),
+                )?;
             } else {
                 print!("{}", static_ip::linux_advice(&interface, &target));
             }
