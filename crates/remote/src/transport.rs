@@ -109,11 +109,9 @@ impl SshTarget {
 
     /// The host part of the destination, for `ssh-keygen -R`.
     pub fn host(&self) -> &str {
-        let after_user = self
-            .destination
+        self.destination
             .rsplit_once('@')
-            .map_or(self.destination.as_str(), |(_, host)| host);
-        after_user
+            .map_or(self.destination.as_str(), |(_, host)| host)
     }
 }
 

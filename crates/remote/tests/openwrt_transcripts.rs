@@ -1,0 +1,286 @@
+//! The OpenWrt path against recorded command transcripts: a fake transport
+//! replays each expected script -> output exchange and fails on any command it
+//! did not expect. Outputs are what OpenWrt's tools print (fw4 check's success
+//! line is from /sbin/fw4; see research/anchors.md §B.1).
+//!
+//! To re-record after an intended change to the scripts, run with
+//! SOVEREIGN_RECORD_TRANSCRIPTS=1, then read every changed transcript.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use sovereign_remote::replay::{Exchange, ReplayTransport, format_transcript, parse_transcript};
+use sovereign_remote::{
+    ApplyError, ApplyOptions, OpenwrtConfig, Output, RouterConfig, Step, Transport, TransportError,
+    apply,
+};
+
+const STAGING: &str = "/tmp/sovereign-apply.Q7xK2p";
+
+/// Obviously fake keys: this batch never leaves the test.
+fn config() -> RouterConfig {
+    RouterConfig::Openwrt(OpenwrtConfig {
+        uci_batch: "set network.wg0=interface\n\
+                    set network.wg0.proto='wireguard'\n\
+                    set network.wg0.private_key='AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE='\n\
+                    set network.wg0.listen_port='51820'\n\
+                    set network.sovereign_peer_laptop=wireguard_wg0\n\
+                    set network.sovereign_peer_laptop.public_key='AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='\n\
+                    set network.sovereign_peer_laptop.allowed_ips='10.10.10.2/32'\n\
+                    set firewall.sovereign_vpn=zone\n\
+                    set firewall.sovereign_vpn.name='vpn'\n\
+                    set dhcp.sovereign_server=host\n"
+            .into(),
+        wg_interface: "wg0".into(),
+    })
+}
+
+fn ok(stdout: &str) -> Output {
+    Output {
+        status: 0,
+        stdout: stdout.into(),
+        stderr: String::new(),
+    }
+}
+
+fn failed(stdout: &str) -> Output {
+    Output {
+        status: 1,
+        stdout: stdout.into(),
+        stderr: String::new(),
+    }
+}
+
+/// What an OpenWrt 23.05 router answers, by the script's `# sovereign:` line.
+fn openwrt_answer(step: &str, overrides: &[(&str, Output)]) -> Output {
+    if let Some((_, output)) = overrides.iter().find(|(s, _)| step.starts_with(s)) {
+        return output.clone();
+    }
+    match step {
+        s if s.starts_with("prepare") => ok(&format!("staging={STAGING}\n")),
+        s if s.starts_with("validate") => ok("Ruleset passes nftables check.\n"),
+        s if s.starts_with("snapshot") => ok("snapshot: /etc/config/{dhcp,firewall,network}\n"),
+        s if s.starts_with("arm rollback") => ok("timer=4242\narmed=yes\n"),
+        s if s.starts_with("apply") => {
+            ok("applied: committed dhcp firewall network; reloaded netifd, wg0 peers and fw4\n")
+        }
+        s if s.starts_with("reconnect") => ok("applied\n"),
+        s if s.starts_with("confirm") => ok("confirmed=yes\n"),
+        _ => ok(""),
+    }
+}
+
+/// Answers like a router and records every exchange (recording mode only).
+struct Recorder<'a> {
+    overrides: &'a [(&'a str, Output)],
+    exchanges: RefCell<Vec<Exchange>>,
+}
+
+impl Recorder<'_> {
+    fn answer(&self, script: &str, stdin: &[u8], fresh: bool) -> Output {
+        let step = script
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# sovereign: "))
+            .unwrap_or("")
+            .to_string();
+        let output = openwrt_answer(&step, self.overrides);
+        self.exchanges.borrow_mut().push(Exchange {
+            label: step,
+            script: script.into(),
+            fresh,
+            stdin_bytes: stdin.len(),
+            output: output.clone(),
+        });
+        output
+    }
+}
+
+impl Transport for Recorder<'_> {
+    fn run(&self, script: &str, stdin: &[u8]) -> Result<Output, TransportError> {
+        Ok(self.answer(script, stdin, false))
+    }
+    fn run_fresh(&self, script: &str) -> Result<Output, TransportError> {
+        Ok(self.answer(script, &[], true))
+    }
+    fn describe(&self) -> String {
+        "root@openwrt.test".into()
+    }
+}
+
+fn transcript_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/transcripts")
+        .join(format!("{name}.txt"))
+}
+
+/// Run `apply` against the recorded transcript `name` (or record it).
+fn replay(
+    name: &str,
+    options: &ApplyOptions,
+    overrides: &[(&str, Output)],
+) -> (
+    Result<sovereign_remote::ApplyReport, ApplyError>,
+    Vec<Vec<u8>>,
+) {
+    let path = transcript_path(name);
+    if std::env::var("SOVEREIGN_RECORD_TRANSCRIPTS").is_ok_and(|v| v == "1") {
+        let recorder = Recorder {
+            overrides,
+            exchanges: RefCell::new(Vec::new()),
+        };
+        let _ = apply(&recorder, &config(), options);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format_transcript(&recorder.exchanges.borrow())).unwrap();
+    }
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (record with SOVEREIGN_RECORD_TRANSCRIPTS=1)",
+            path.display()
+        )
+    });
+    let transport = ReplayTransport::new(parse_transcript(&text).unwrap());
+    let result = apply(&transport, &config(), options);
+    if let Err(ApplyError::Transport { source, .. }) = &result {
+        panic!("the engine left the transcript: {source}");
+    }
+    assert_eq!(
+        transport.remaining(),
+        0,
+        "exchanges in {name} were never replayed"
+    );
+    let uploads = transport.uploads.borrow().clone();
+    (result, uploads)
+}
+
+fn options() -> ApplyOptions {
+    ApplyOptions::default()
+}
+
+#[test]
+fn a_successful_apply_runs_every_step_in_order() {
+    let (result, uploads) = replay("openwrt-apply", &options(), &[]);
+    let report = result.expect("apply");
+    let steps: Vec<Step> = report.steps.iter().map(|s| s.step).collect();
+    assert_eq!(
+        steps,
+        [
+            Step::Prepare,
+            Step::Upload,
+            Step::Validate,
+            Step::Snapshot,
+            Step::ArmRollback,
+            Step::Apply,
+            Step::Reconnect,
+            Step::Confirm
+        ]
+    );
+    let RouterConfig::Openwrt(c) = config() else {
+        unreachable!()
+    };
+    assert!(
+        uploads.iter().any(|u| u == c.uci_batch.as_bytes()),
+        "the batch was uploaded verbatim"
+    );
+}
+
+#[test]
+fn fw4_check_failure_reverts_the_staged_changes_and_changes_nothing() {
+    let rejected = failed(
+        "fw4 check rejected the firewall:\n/dev/stdin:212:3-18: Error: Could not process rule: No such file or directory\n",
+    );
+    let (result, _) = replay(
+        "openwrt-fw4-check-fails",
+        &options(),
+        &[("validate", rejected)],
+    );
+    let error = result.unwrap_err();
+    assert!(
+        matches!(error, ApplyError::ValidationFailed { .. }),
+        "{error}"
+    );
+    assert!(!error.rollback_armed());
+    assert!(error.to_string().contains("Could not process rule"));
+    // The transcript ends with the abort that reverts the uci deltas and unlocks.
+    let text = std::fs::read_to_string(transcript_path("openwrt-fw4-check-fails")).unwrap();
+    let last = parse_transcript(&text).unwrap().pop().unwrap();
+    assert_eq!(last.label, "abort");
+    assert!(last.script.contains("uci revert"));
+    assert!(last.script.contains("rm -rf /tmp/sovereign-apply.lock"));
+}
+
+#[test]
+fn a_lost_confirmation_leaves_the_rollback_armed_and_the_rollback_restores_everything() {
+    let lost = ApplyOptions {
+        simulate_lost_connection: true,
+        ..options()
+    };
+    let (result, uploads) = replay("openwrt-rollback", &lost, &[]);
+    let error = result.unwrap_err();
+    assert!(error.rollback_armed(), "{error}");
+    assert!(error.to_string().contains("within 60 s"));
+
+    let rollback = uploads
+        .iter()
+        .map(|u| String::from_utf8_lossy(u).into_owned())
+        .find(|u| u.contains("restore the OpenWrt config"))
+        .expect("rollback.sh was uploaded");
+    insta::assert_snapshot!("openwrt_rollback_sh", rollback);
+    let timer = uploads
+        .iter()
+        .map(|u| String::from_utf8_lossy(u).into_owned())
+        .find(|u| u.contains("rollback timer"))
+        .expect("timer.sh was uploaded");
+    insta::assert_snapshot!("rollback_timer_sh", timer);
+}
+
+#[test]
+fn a_confirmation_after_the_timer_fired_reports_the_rollback() {
+    let (result, _) = replay(
+        "openwrt-confirm-too-late",
+        &options(),
+        &[("confirm", ok("confirmed=too-late\n"))],
+    );
+    let error = result.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ApplyError::RollbackArmed {
+                step: Step::Confirm,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("--confirm-timeout"));
+}
+
+#[test]
+fn a_router_without_fw4_is_refused_before_anything_is_staged() {
+    let (result, _) = replay(
+        "openwrt-missing-tools",
+        &options(),
+        &[("prepare", ok("missing=fw4 wg\n"))],
+    );
+    let error = result.unwrap_err();
+    assert!(
+        matches!(&error, ApplyError::MissingTools { missing, .. } if missing == &["fw4", "wg"]),
+        "{error}"
+    );
+    assert!(error.to_string().contains("nothing was changed"));
+}
+
+#[test]
+fn uncommitted_uci_changes_are_never_committed_for_someone_else() {
+    let pending = ok(
+        "problem=the router has uncommitted UCI changes in: firewall (from LuCI or uci set); commit them (uci commit) or drop them (uci revert CONFIG) first, so sovereign never commits someone else's edits\n",
+    );
+    let (result, _) = replay(
+        "openwrt-pending-changes",
+        &options(),
+        &[("prepare", pending)],
+    );
+    let error = result.unwrap_err();
+    assert!(matches!(error, ApplyError::Precondition(_)), "{error}");
+    assert!(error.to_string().contains("uncommitted UCI changes"));
+}
