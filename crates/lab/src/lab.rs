@@ -16,6 +16,7 @@ use sovereign_wg::{Key, RouterSecrets};
 
 use crate::netns;
 use crate::router::{RouterConfig, render_router};
+pub use crate::system::find_program;
 use crate::system::{self, Daemon, Running};
 use crate::topology::{self, Role, Service, Topology};
 use crate::{LabError, LabName, agent, wgquick};
@@ -265,6 +266,29 @@ impl Lab {
         self.save()
     }
 
+    /// Apply a VPN client's WireGuard config again (`wg setconf`): its peer is
+    /// removed and re-added, so sessions and transfer counters start from zero and
+    /// the next packet needs a fresh handshake.
+    pub fn reset_client(&self, client_key: &str) -> Result<(), LabError> {
+        let node = self
+            .state
+            .topology
+            .node(client_key)
+            .ok_or_else(|| LabError::Unsupported(format!("no node {client_key}")))?;
+        let tunnel = node
+            .tunnel
+            .as_ref()
+            .ok_or_else(|| LabError::Unsupported(format!("{client_key} is not a VPN client")))?;
+        let conf = self.dir.join(format!("{}.conf", tunnel.interface));
+        system::run_in(
+            &node.netns,
+            "wg",
+            &["setconf", &tunnel.interface, &conf.to_string_lossy()],
+            None,
+        )?;
+        Ok(())
+    }
+
     /// `wg show <if> transfer` of a VPN client: bytes received and sent.
     pub fn client_transfer(&self, client_key: &str) -> Result<(u64, u64), LabError> {
         let node = self
@@ -294,7 +318,7 @@ impl Lab {
             .fold((0, 0), |(rx, tx), (r, t)| (rx + r, tx + t)))
     }
 
-    /// The router's `wg show <if> dump`, minus the private key line.
+    /// The public keys of the router's WireGuard peers (`wg show <if> peers`).
     pub fn router_peers(&self) -> Result<Vec<String>, LabError> {
         let d = &self.state.topology.deployment;
         let output = system::run_in(

@@ -629,7 +629,7 @@ mod tests {
         );
         assert_eq!(
             probe(Source::LanDevice, Destination::OtherLan, "dev").unwrap(),
-            "192.168.250.31 -> 192.168.250.32:80/tcp"
+            "192.168.250.30 -> 192.168.250.31:80/tcp"
         );
     }
 
