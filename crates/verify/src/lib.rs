@@ -52,6 +52,8 @@ pub enum VerifyError {
         line: usize,
         message: String,
     },
+    #[error("cannot render the router configuration: {0}")]
+    Render(String),
 }
 
 /// Verify an `nft -j list ruleset` document against the deployment's intent.
@@ -161,3 +163,52 @@ pub struct ProbeResult {
     pub packet: WitnessPacket,
     pub trace: Vec<TraceStep>,
 }
+
+/// Verify what sovereign renders for `target`. Linux: the rendered `nftables.json`.
+/// OpenWrt: the rendered firewall and network fragments on top of OpenWrt's stock
+/// `/etc/config/firewall` and `network` (zones lan and wan, their default rules),
+/// because the fragments hold only the sections sovereign owns.
+pub fn verify_rendered(
+    d: &Deployment,
+    target: sovereign_model::RouterTarget,
+) -> Result<Report, VerifyError> {
+    // The firewall does not depend on key material; fixed fake keys keep this pure.
+    let peers: Vec<&str> = d.peers.iter().map(|p| p.name.as_str()).collect();
+    let secrets = sovereign_wg::RouterSecrets::for_tests(peers);
+    let rendering = sovereign_router::render(d, &secrets, target)
+        .map_err(|e| VerifyError::Render(e.to_string()))?;
+    let file = |path: &str| {
+        rendering
+            .file(path)
+            .map(|f| f.contents.clone())
+            .ok_or_else(|| VerifyError::Render(format!("the rendering has no {path}")))
+    };
+    match target {
+        sovereign_model::RouterTarget::Linux => {
+            let mut report = verify_nft_json(d, &file("nftables.json")?)?;
+            report.input = "rendered Linux nftables.json".into();
+            Ok(report)
+        }
+        sovereign_model::RouterTarget::Openwrt => {
+            let firewall = format!(
+                "{}\n{}",
+                stock::openwrt_firewall(),
+                file("etc/config/firewall")?
+            );
+            let network = format!(
+                "{}\n{}",
+                stock::openwrt_network(d),
+                file("etc/config/network").unwrap_or_default()
+            );
+            let mut report = verify_uci(d, &firewall, &network)?;
+            report.input =
+                "rendered OpenWrt UCI on top of the stock firewall and network config".into();
+            Ok(report)
+        }
+    }
+}
+
+mod stock;
+
+#[cfg(test)]
+mod tests;

@@ -208,6 +208,7 @@ const HULL_DIMS: [Dim; 3] = [Dim::Saddr, Dim::Daddr, Dim::Dport];
 fn rule_space(stmts: &[Stmt], universe: &PacketBox) -> Option<RuleSpace> {
     let mut boxes = vec![universe.clone()];
     let mut terminal = false;
+    let mut assumed = false;
     for s in stmts {
         match s {
             Stmt::Match {
@@ -224,9 +225,11 @@ fn rule_space(stmts: &[Stmt], universe: &PacketBox) -> Option<RuleSpace> {
                 }
                 boxes = next;
             }
-            Stmt::Noop | Stmt::Assume(_) => {}
+            Stmt::Noop => {}
+            // A rate limit may not match: such a rule covers nothing for sure.
+            Stmt::Assume(_) => assumed = true,
             Stmt::Verdict(v) => {
-                terminal = is_terminal(v) && !matches!(v, Verdict::Unknown(_));
+                terminal = !assumed && is_terminal(v) && !matches!(v, Verdict::Unknown(_));
                 break;
             }
             _ => return None,

@@ -141,32 +141,115 @@ impl Ruleset {
             let Some((kind, body)) = obj.iter().next() else {
                 return Err(shape(index, "empty object"));
             };
-            match kind.as_str() {
-                "chain" => rs.chains.push(parse_chain(index, body)?),
-                "rule" => pending_rules.push((index, body)),
-                "set" | "map" => rs.sets.push(parse_set(index, kind == "map", body)?),
+            // Command form (`nft -j -f`): {"add": {"rule": ...}} and friends.
+            let command = match kind.as_str() {
+                "add" | "create" | "insert" | "delete" | "destroy" | "flush" | "replace" => {
+                    Some(kind.as_str())
+                }
+                _ => None,
+            };
+            let (verb, kind, body) = match command {
+                Some(verb) => {
+                    let Some((k, b)) = body.as_object().and_then(|o| o.iter().next()) else {
+                        return Err(shape(index, &format!("`{verb}` needs an object")));
+                    };
+                    (verb, k.as_str(), b)
+                }
+                None => ("add", kind.as_str(), body),
+            };
+            match (verb, kind) {
+                ("add" | "create", "chain") => {
+                    let chain = parse_chain(index, body)?;
+                    match rs.chains.iter_mut().find(|c| {
+                        c.family == chain.family && c.table == chain.table && c.name == chain.name
+                    }) {
+                        Some(existing) if chain.base.is_some() => existing.base = chain.base,
+                        Some(_) => {}
+                        None => rs.chains.push(chain),
+                    }
+                }
+                ("add" | "create" | "insert" | "replace", "rule") => {
+                    let rule = parse_rule(index, body)?;
+                    let key = (
+                        family_of(index, body)?,
+                        str_field(index, body, "table")?.to_string(),
+                        str_field(index, body, "chain")?.to_string(),
+                    );
+                    let target = rs
+                        .chains
+                        .iter_mut()
+                        .find(|c| c.family == key.0 && c.table == key.1 && c.name == key.2);
+                    match (verb, target) {
+                        ("insert", Some(c)) => c.rules.insert(0, rule),
+                        ("replace", Some(c)) => match c
+                            .rules
+                            .iter_mut()
+                            .find(|r| r.handle.is_some() && r.handle == rule.handle)
+                        {
+                            Some(r) => *r = rule,
+                            None => {
+                                return Err(shape(
+                                    index,
+                                    "replace names a rule handle that does not exist",
+                                ));
+                            }
+                        },
+                        (_, Some(c)) => c.rules.push(rule),
+                        (_, None) => pending_rules.push((index, key, rule)),
+                    }
+                }
+                ("add" | "create", "set" | "map") => {
+                    rs.sets.push(parse_set(index, kind == "map", body)?)
+                }
+                ("delete" | "destroy", "table") | ("flush", "table") => {
+                    let family = family_of(index, body)?;
+                    let name = str_field(index, body, "name")?;
+                    if verb == "flush" {
+                        rs.chains
+                            .iter_mut()
+                            .filter(|c| c.family == family && c.table == name)
+                            .for_each(|c| c.rules.clear());
+                    } else {
+                        rs.chains
+                            .retain(|c| !(c.family == family && c.table == name));
+                        rs.sets.retain(|s| !(s.family == family && s.table == name));
+                    }
+                }
+                ("delete" | "destroy" | "flush", "chain") => {
+                    let family = family_of(index, body)?;
+                    let table = str_field(index, body, "table")?;
+                    let name = str_field(index, body, "name")?;
+                    let matches =
+                        |c: &Chain| c.family == family && c.table == table && c.name == name;
+                    if verb == "flush" {
+                        rs.chains
+                            .iter_mut()
+                            .filter(|c| matches(c))
+                            .for_each(|c| c.rules.clear());
+                    } else {
+                        rs.chains.retain(|c| !matches(c));
+                    }
+                }
+                ("flush", "ruleset") => rs = Ruleset::default(),
+                ("delete" | "destroy", "rule") => {
+                    let family = family_of(index, body)?;
+                    let table = str_field(index, body, "table")?;
+                    let chain = str_field(index, body, "chain")?;
+                    let handle = body.get("handle").and_then(Value::as_u64);
+                    for c in rs
+                        .chains
+                        .iter_mut()
+                        .filter(|c| c.family == family && c.table == table && c.name == chain)
+                    {
+                        c.rules.retain(|r| r.handle != handle);
+                    }
+                }
                 // metainfo, table, flowtable, counter, quota, ct helper, limit ...: not
                 // part of a verdict, or reached only through statements we report.
                 _ => {}
             }
         }
-        for (index, body) in pending_rules {
-            let family = family_of(index, body)?;
-            let table = str_field(index, body, "table")?;
-            let chain = str_field(index, body, "chain")?;
-            let exprs = body
-                .get("expr")
-                .and_then(Value::as_array)
-                .cloned()
-                .ok_or_else(|| shape(index, "a rule needs an `expr` array"))?;
-            let rule = RawRule {
-                handle: body.get("handle").and_then(Value::as_u64),
-                comment: body
-                    .get("comment")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                exprs,
-            };
+        for (index, (family, table, chain), rule) in pending_rules {
             let target = rs
                 .chains
                 .iter_mut()
@@ -184,6 +267,22 @@ impl Ruleset {
         }
         Ok(rs)
     }
+}
+
+fn parse_rule(index: usize, body: &Value) -> Result<RawRule, VerifyError> {
+    let exprs = body
+        .get("expr")
+        .and_then(Value::as_array)
+        .cloned()
+        .ok_or_else(|| shape(index, "a rule needs an `expr` array"))?;
+    Ok(RawRule {
+        handle: body.get("handle").and_then(Value::as_u64),
+        comment: body
+            .get("comment")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        exprs,
+    })
 }
 
 fn shape(index: usize, message: &str) -> VerifyError {

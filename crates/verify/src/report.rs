@@ -11,7 +11,7 @@ use crate::eval::{Fate, Outcome, Routes, Step};
 use crate::interval::IntervalSet;
 use crate::nft::{Hook, TableFamily};
 use crate::space::*;
-use crate::topology::{CellSpace, Topology, first_packet, net_set, v4};
+use crate::topology::{CellSpace, Topology, first_packet, v4};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {

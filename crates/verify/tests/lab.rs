@@ -22,3 +22,15 @@ fn lab_ruleset_prints() {
     let report = verify_ruleset("lab", &rs, &topo, &sovereign_model::intent(&d));
     println!("{}", render_table(&report, false));
 }
+
+#[test]
+fn rendered_prints() {
+    for target in [
+        sovereign_model::RouterTarget::Linux,
+        sovereign_model::RouterTarget::Openwrt,
+    ] {
+        let d = Deployment::reference();
+        let report = verify_rendered(&d, target).unwrap();
+        println!("{}", render_table(&report, false));
+    }
+}
