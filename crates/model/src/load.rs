@@ -224,7 +224,9 @@ fn syntax_hint(message: &str) -> String {
         || message.contains("missing field `wan`")
     {
         "add [wan] endpoint = \"HOST:PORT\": the public address peers dial, e.g. vpn.example.com:51820".into()
-    } else if message.contains("invalid IP") || message.contains("address") {
+    } else if message.contains("is not a MAC address") {
+        "write the server's Ethernet address as six hex pairs, e.g. 3c:22:fb:12:34:56".into()
+    } else if message.contains("invalid IP") {
         "write an IPv4 address like 192.168.250.20, or a subnet like 192.168.250.0/24".into()
     } else {
         "fix the TOML at this position; `sovereign init --yes` writes a valid example".into()

@@ -449,3 +449,15 @@ fn unknown_subcommand_is_a_usage_error() {
     let output = sovereign(dir.path(), &["frobnicate"]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn bad_server_mac() {
+    let dir = config_with(replace(
+        "# mac = \"3c:22:fb:12:34:56\"",
+        "mac = \"3c:22:fb:12:34\"",
+    ));
+    let err = assert_config_error(&dir, "server.mac", "not a MAC address");
+    assert!(err.contains("six hex pairs"), "{err}");
+    assert!(!err.contains("IPv4"), "{err}");
+    assert_points_at(&dir, &err, "3c:22:fb:12:34");
+}
