@@ -1,5 +1,5 @@
 //! `sovereign router`: render the router configuration (issue #3); apply, audit
-//! and status come with issue #10.
+//! and status over ssh (issue #10, in router_remote.rs).
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
@@ -14,6 +14,9 @@ use sovereign_wg::{KeyStore, RouterSecrets, StoreError};
 use crate::context::{Context, Outcome, usage};
 use crate::output::{Table, print_json};
 
+#[path = "router_remote.rs"]
+mod remote;
+
 #[derive(Debug, clap::Args)]
 pub struct RouterArgs {
     #[command(subcommand)]
@@ -24,12 +27,12 @@ pub struct RouterArgs {
 pub enum RouterCommand {
     /// Render the router's configuration files from sovereign.toml and the state directory.
     Render(RenderArgs),
-    /// Upload and apply the rendered configuration (not built yet).
-    Apply(super::NotBuiltArgs),
-    /// Compare the router's live configuration with the rendering (not built yet).
-    Audit(super::NotBuiltArgs),
-    /// Show the router's WireGuard and firewall state (not built yet).
-    Status(super::NotBuiltArgs),
+    /// Upload, validate and apply the rendered configuration over ssh, with automatic rollback.
+    Apply(remote::ApplyArgs),
+    /// Report drift between the live router and sovereign.toml, and verify its live ruleset.
+    Audit(remote::AuditArgs),
+    /// Show each peer's last handshake and traffic, and the API and WireGuard rule counters.
+    Status(remote::StatusArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,9 +60,9 @@ pub enum TargetArg {
 pub fn run(context: &Context, args: RouterArgs) -> anyhow::Result<Outcome> {
     match args.command {
         RouterCommand::Render(args) => render_command(context, args),
-        RouterCommand::Apply(_) => super::not_built("router apply", 10),
-        RouterCommand::Audit(_) => super::not_built("router audit", 10),
-        RouterCommand::Status(_) => super::not_built("router status", 10),
+        RouterCommand::Apply(args) => remote::apply(context, args),
+        RouterCommand::Audit(args) => remote::audit(context, args),
+        RouterCommand::Status(args) => remote::status(context, args),
     }
 }
 
@@ -96,6 +99,9 @@ fn load_secrets(
         }
     };
     let store = KeyStore::open(state_dir).map_err(to_anyhow)?;
+    // Generation takes the exclusive lock, so it must happen before we hold the
+    // shared one: flock would otherwise make this process wait on itself.
+    store.router_private_key_or_generate().map_err(to_anyhow)?;
     let _reading = store.lock_shared().map_err(to_anyhow)?;
     store.router_secrets(d).map_err(to_anyhow)
 }
