@@ -635,6 +635,12 @@ impl<'f> Journal<'f> {
     }
 
     fn note_dir(&mut self, dir: PathBuf) {
+        // `sovereign.toml` has the parent "" (the current directory).
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
         if !self.dirs.contains(&dir) {
             self.dirs.push(dir);
         }

@@ -1,0 +1,417 @@
+//! `sovereign peer` end to end through the real binary: the lifecycle, concurrency,
+//! exit codes, untouched state on bad input, and no key material where it must not be.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sovereign_wg::PeerBundle;
+
+const CONFIG: &str = "# sovereign test deployment\n[wan]\nendpoint = \"vpn.example.com:51820\"\n";
+
+struct Deployment {
+    dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    fn new(text: &str) -> Deployment {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sovereign.toml"), text).unwrap();
+        Deployment { dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("sovereign.toml")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("sovereign.state")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        // Relative, as users type it: `sovereign.toml` has the parent "".
+        Command::new(env!("CARGO_BIN_EXE_sovereign"))
+            .args(["--config", "sovereign.toml"])
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("SOVEREIGN_CONFIG")
+            .output()
+            .expect("the binary runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Every private and preshared key in the state directory.
+    fn secrets(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        for dir in [self.state(), self.state().join("peers")] {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let ext = path.extension().and_then(|e| e.to_str());
+                if matches!(ext, Some("key" | "psk")) {
+                    keys.push(std::fs::read_to_string(&path).unwrap().trim().to_string());
+                }
+            }
+        }
+        assert!(!keys.is_empty());
+        keys
+    }
+
+    /// Every file: relative path -> (mode, bytes).
+    fn snapshot(&self) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![self.dir.path().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                let relative = path.strip_prefix(self.dir.path()).unwrap().to_path_buf();
+                let mode = meta.permissions().mode() & 0o7777;
+                if meta.is_dir() {
+                    stack.push(path);
+                    out.insert(relative, (mode, Vec::new()));
+                } else {
+                    out.insert(relative, (mode, std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn tool_available(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true and `{tool}` is missing"
+        );
+        eprintln!("SKIPPED: `{tool}` is not installed");
+    }
+    found
+}
+
+#[test]
+fn lifecycle_add_list_show_export_rotate_revoke() {
+    let d = Deployment::new(CONFIG);
+    let added = d.ok(&["peer", "add", "laptop"]);
+    assert!(added.contains("10.10.10.2"), "{added}");
+    d.ok(&["peer", "add", "phone", "--no-psk"]);
+
+    let list: serde_json::Value = serde_json::from_str(&d.ok(&["peer", "list", "--json"])).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["laptop", "phone"]);
+    assert_eq!(list[1]["address"], "10.10.10.3");
+    assert_eq!(list[1]["preshared_key"], false);
+    assert_eq!(list[0]["status"], "active");
+
+    let conf = d.ok(&["peer", "show", "laptop", "--conf"]);
+    let private = std::fs::read_to_string(d.state().join("peers/laptop.key")).unwrap();
+    let psk = std::fs::read_to_string(d.state().join("peers/laptop.psk")).unwrap();
+    assert!(conf.contains(&format!("PrivateKey = {}", private.trim())));
+    assert!(conf.contains(&format!("PresharedKey = {}", psk.trim())));
+    assert!(conf.contains("Address = 10.10.10.2/32"));
+    assert!(conf.contains("AllowedIPs = 192.168.250.20/32"));
+    assert!(
+        !d.ok(&["peer", "show", "phone", "--conf"])
+            .contains("PresharedKey")
+    );
+
+    d.ok(&["peer", "show", "laptop", "--conf", "--out", "laptop.conf"]);
+    let written = d.dir.path().join("laptop.conf");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), conf);
+    assert_eq!(mode(&written), 0o600);
+    let again = d.run(&["peer", "show", "laptop", "--conf", "--out", "laptop.conf"]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "an existing file is not replaced without --force"
+    );
+    d.ok(&[
+        "peer",
+        "show",
+        "laptop",
+        "--conf",
+        "--out",
+        "laptop.conf",
+        "--force",
+    ]);
+
+    let qr = d.ok(&["peer", "show", "laptop", "--qr"]);
+    assert!(qr.contains('█') && qr.contains('▀'), "{qr}");
+
+    d.ok(&["peer", "export", "laptop"]);
+    let bundle_path = d.dir.path().join("laptop.peer.json");
+    assert_eq!(mode(&bundle_path), 0o600);
+    let bundle = PeerBundle::parse(&std::fs::read_to_string(&bundle_path).unwrap()).unwrap();
+    assert_eq!(bundle.wireguard.config, conf);
+    assert_eq!(bundle.peer.name, "laptop");
+    assert_eq!(bundle.api.anthropic, "http://192.168.250.20:11434");
+    assert_eq!(bundle.api.openai, "http://192.168.250.20:11434/v1");
+    assert_eq!(bundle.context_length, 65536);
+
+    let old_public = list[0]["public_key"].as_str().unwrap().to_string();
+    d.ok(&["peer", "rotate", "laptop"]);
+    let rotated = d.ok(&["peer", "show", "laptop", "--conf"]);
+    assert!(rotated.contains("Address = 10.10.10.2/32"));
+    assert!(!rotated.contains(private.trim()) && !rotated.contains(psk.trim()));
+    let list: serde_json::Value = serde_json::from_str(&d.ok(&["peer", "list", "--json"])).unwrap();
+    assert_ne!(list[0]["public_key"].as_str().unwrap(), old_public);
+
+    d.ok(&["peer", "revoke", "phone"]);
+    assert!(!d.state().join("peers/phone.key").exists());
+    let list: serde_json::Value = serde_json::from_str(&d.ok(&["peer", "list", "--json"])).unwrap();
+    assert_eq!(list[1]["status"], "revoked");
+    let shown = d.run(&["peer", "show", "phone", "--conf"]);
+    assert_eq!(shown.status.code(), Some(2));
+    assert!(text(&shown).contains("revoked"));
+    // The revoked peer's address stays taken.
+    assert!(d.ok(&["peer", "add", "tablet"]).contains("10.10.10.4"));
+    let model = sovereign_model::load(&d.config()).unwrap();
+    assert_eq!(
+        model
+            .active_peers()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        ["laptop", "tablet"]
+    );
+    assert!(
+        std::fs::read_to_string(d.config())
+            .unwrap()
+            .starts_with("# sovereign test deployment\n")
+    );
+}
+
+#[test]
+fn key_files_are_0600_in_0700_directories() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    assert_eq!(mode(&d.state()), 0o700);
+    assert_eq!(mode(&d.state().join("peers")), 0o700);
+    for file in ["router.key", "peers/laptop.key", "peers/laptop.psk", "lock"] {
+        assert_eq!(mode(&d.state().join(file)), 0o600, "{file}");
+    }
+}
+
+#[test]
+fn no_key_material_outside_show() {
+    let d = Deployment::new(CONFIG);
+    let mut outputs = vec![
+        d.run(&["peer", "add", "laptop"]),
+        d.run(&["peer", "add", "phone"]),
+    ];
+    outputs.push(d.run(&["peer", "list"]));
+    outputs.push(d.run(&["peer", "list", "--json"]));
+    outputs.push(d.run(&["peer", "show", "laptop"]));
+    outputs.push(d.run(&["peer", "show", "laptop", "--json"]));
+    outputs.push(d.run(&["peer", "export", "laptop"]));
+    outputs.push(d.run(&["peer", "show", "laptop", "--png", "laptop.png"]));
+    outputs.push(d.run(&["peer", "revoke", "phone"]));
+    let before_rotate = d.secrets();
+    outputs.push(d.run(&["peer", "rotate", "laptop"]));
+    let mut secrets = d.secrets();
+    secrets.extend(before_rotate);
+    let mut checked = 0;
+    for out in &outputs {
+        assert!(out.status.success(), "{}", text(out));
+        let printed = text(out);
+        for secret in &secrets {
+            assert!(
+                !printed.contains(secret.as_str()),
+                "a secret leaked into:\n{printed}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+    // The public keys are there, so the check above looks at real output.
+    let listed = text(&d.run(&["peer", "list"]));
+    let model = sovereign_model::load(&d.config()).unwrap();
+    assert!(listed.contains(&model.peers[0].public_key));
+}
+
+#[test]
+fn bad_input_exits_2_names_the_fix_and_changes_nothing() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    d.ok(&["peer", "add", "old"]);
+    d.ok(&["peer", "revoke", "old"]);
+    let before = d.snapshot();
+    let cases: &[(&[&str], &str)] = &[
+        (&["peer", "add", "laptop"], "already exists"),
+        (&["peer", "add", "old"], "revoked peers included"),
+        (&["peer", "add", "bad/name"], "use 1-32 letters"),
+        (
+            &["peer", "add", "x", "--public-key", "abc"],
+            "not a WireGuard public key",
+        ),
+        (
+            &["peer", "add", "x", "--ip", "10.10.10.2"],
+            "already used by the peer `laptop`",
+        ),
+        (
+            &["peer", "add", "x", "--ip", "10.10.10.3"],
+            "never handed out again",
+        ),
+        (
+            &["peer", "add", "x", "--ip", "10.10.10.1"],
+            "router's own address",
+        ),
+        (
+            &["peer", "add", "x", "--ip", "10.20.0.5"],
+            "outside the VPN subnet",
+        ),
+        (
+            &["peer", "show", "ghost", "--conf"],
+            "known peers: laptop, old",
+        ),
+        (&["peer", "show", "ghost"], "no peer named `ghost`"),
+        (&["peer", "export", "ghost"], "no peer named"),
+        (&["peer", "rotate", "ghost"], "no peer named"),
+        (&["peer", "rotate", "old"], "is revoked"),
+        (&["peer", "revoke", "ghost"], "no peer named"),
+    ];
+    for (args, expected) in cases {
+        let out = d.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains(expected),
+            "{args:?}: {expected:?} not in {}",
+            text(&out)
+        );
+        assert_eq!(d.snapshot(), before, "{args:?} changed the state");
+    }
+}
+
+#[test]
+fn a_full_subnet_exits_2_and_bad_input_on_a_fresh_deployment_creates_nothing() {
+    let d = Deployment::new(&format!(
+        "{CONFIG}[wireguard]\nsubnet = \"10.10.10.0/30\"\n"
+    ));
+    let fresh = d.snapshot();
+    let out = d.run(&["peer", "add", "bad name"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(d.snapshot(), fresh, "a rejected add created files");
+    d.ok(&["peer", "add", "only"]);
+    let before = d.snapshot();
+    let out = d.run(&["peer", "add", "more"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("is full"), "{}", text(&out));
+    assert!(text(&out).contains("wireguard.subnet"), "{}", text(&out));
+    assert_eq!(d.snapshot(), before);
+}
+
+#[test]
+fn device_keyed_peer_gets_a_placeholder_and_a_note() {
+    let d = Deployment::new(CONFIG);
+    let device = sovereign_wg::Key::generate_private().unwrap();
+    let public = device.public_key().to_base64();
+    d.ok(&["peer", "add", "desktop", "--public-key", &public]);
+    assert!(!d.state().join("peers/desktop.key").exists());
+    let out = d.run(&["peer", "show", "desktop", "--conf"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!(
+        "PrivateKey = {}",
+        sovereign_wg::PRIVATE_KEY_PLACEHOLDER
+    )));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("registered its own public key"));
+    let rotate = d.run(&["peer", "rotate", "desktop"]);
+    assert_eq!(rotate.status.code(), Some(2));
+    assert!(text(&rotate).contains("--public-key"));
+}
+
+#[test]
+fn png_decodes_to_exactly_the_config() {
+    if !tool_available("zbarimg") {
+        return;
+    }
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "phone"]);
+    let conf = d.ok(&["peer", "show", "phone", "--conf"]);
+    d.ok(&["peer", "show", "phone", "--png", "phone.png"]);
+    let png = d.dir.path().join("phone.png");
+    assert_eq!(mode(&png), 0o600);
+    let out = Command::new("zbarimg")
+        .args(["--raw", "-q"])
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{conf}\n"));
+}
+
+#[test]
+fn twenty_concurrent_adds_give_twenty_distinct_peers() {
+    let d = Deployment::new(CONFIG);
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_sovereign"))
+                .arg("--config")
+                .arg(d.config())
+                .args(["peer", "add", &format!("device{i}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let model = sovereign_model::load(&d.config()).expect("the file is still valid");
+    assert_eq!(model.peers.len(), 20);
+    let names: std::collections::HashSet<_> = model.peers.iter().map(|p| p.name.as_str()).collect();
+    let addresses: std::collections::HashSet<_> = model.peers.iter().map(|p| p.address).collect();
+    assert_eq!((names.len(), addresses.len()), (20, 20));
+    let store = sovereign_wg::KeyStore::open(d.state()).unwrap();
+    for peer in &model.peers {
+        let key = store
+            .peer_private_key(&peer.name)
+            .unwrap()
+            .expect("each peer has its key");
+        assert_eq!(key.public_key().to_base64(), peer.public_key);
+    }
+    // No temporary or backup files are left behind.
+    let leftovers: Vec<_> = d
+        .snapshot()
+        .into_keys()
+        .filter(|p| p.to_string_lossy().contains(".tmp-") || p.to_string_lossy().contains(".bak-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
