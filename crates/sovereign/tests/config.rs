@@ -461,3 +461,26 @@ fn bad_server_mac() {
     assert!(!err.contains("IPv4"), "{err}");
     assert_points_at(&dir, &err, "3c:22:fb:12:34");
 }
+
+#[test]
+fn plan_lists_router_files_and_creates_no_keys() {
+    let dir = config_with(replace("target = \"openwrt\"", "target = \"linux\""));
+    let output = sovereign(dir.path(), &["plan", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let files: Vec<&str> = json["router"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(files.contains(&"nftables.json"), "{files:?}");
+    assert_eq!(json["router"]["placeholder_keys"], true);
+    assert_eq!(json["router"]["isolation"]["enforceable"], true);
+    assert!(
+        !dir.path().join("sovereign.state").exists(),
+        "plan is offline and must not create the key store"
+    );
+    let text = stdout(&output);
+    assert!(!text.contains("PrivateKey"), "plan never shows file contents");
+}

@@ -2,6 +2,8 @@
 //! deployment), render every artifact in memory and show what would run where.
 
 use serde::Serialize;
+use sovereign_router::{IsolationVerdict, Rendering};
+use sovereign_wg::{KeyStore, RouterSecrets};
 use sovereign_model::{
     BindMode, Deployment, Expect, IntentMatrix, Isolation, Platform, RouterTarget, Warning,
 };
@@ -23,8 +25,28 @@ struct Plan<'a> {
     config: Option<String>,
     deployment: &'a Deployment,
     layers: Vec<Layer>,
+    router: RouterPlan,
     intent: IntentMatrix,
     warnings: Vec<Warning>,
+}
+
+/// What `router render` would write, without the file contents (they hold keys).
+#[derive(Debug, Serialize)]
+struct RouterPlan {
+    target: RouterTarget,
+    /// True when no keys exist yet, so the files were rendered with stand-in keys.
+    placeholder_keys: bool,
+    files: Vec<PlannedFile>,
+    isolation: IsolationVerdict,
+    checklist: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PlannedFile {
+    path: String,
+    bytes: usize,
+    secret: bool,
+    purpose: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -35,6 +57,7 @@ struct Layer {
 
 pub fn run(context: &Context, args: PlanArgs) -> anyhow::Result<Outcome> {
     let (deployment, source) = context.load_or_reference()?;
+    let (rendering, placeholder_keys) = render_router(context, &deployment)?;
     let plan = Plan {
         config: match &source {
             ConfigSource::File(path) => Some(path.display().to_string()),
@@ -42,6 +65,22 @@ pub fn run(context: &Context, args: PlanArgs) -> anyhow::Result<Outcome> {
         },
         deployment: &deployment,
         layers: layers(&deployment),
+        router: RouterPlan {
+            target: rendering.target,
+            placeholder_keys,
+            files: rendering
+                .files
+                .iter()
+                .map(|f| PlannedFile {
+                    path: f.path.clone(),
+                    bytes: f.contents.len(),
+                    secret: f.secret,
+                    purpose: f.purpose.clone(),
+                })
+                .collect(),
+            isolation: rendering.isolation.clone(),
+            checklist: rendering.checklist.clone(),
+        },
         intent: sovereign_model::intent(&deployment),
         warnings: sovereign_model::warnings(&deployment),
     };
@@ -64,6 +103,7 @@ pub fn run(context: &Context, args: PlanArgs) -> anyhow::Result<Outcome> {
             println!("    - {line}");
         }
     }
+    print_router(&plan.router);
     println!(
         "\nIntended reachability (rows: from, columns: to)\n{}",
         matrix_table(&plan.intent)
@@ -243,4 +283,50 @@ pub fn matrix_table(intent: &IntentMatrix) -> String {
         );
     }
     text
+}
+
+/// Render the router in memory. `plan` never creates keys: it reads the ones that
+/// exist and stands in fixed fake keys otherwise (contents are not shown anyway).
+fn render_router(context: &Context, d: &Deployment) -> anyhow::Result<(Rendering, bool)> {
+    let existing = existing_secrets(context, d);
+    let placeholder = existing.is_none();
+    let secrets = existing
+        .unwrap_or_else(|| RouterSecrets::for_tests(d.active_peers().map(|p| p.name.as_str())));
+    let rendering = sovereign_router::render(d, &secrets, d.router.target)
+        .map_err(|e| crate::context::usage(format!("cannot render the router config: {e}")))?;
+    Ok((rendering, placeholder))
+}
+
+fn existing_secrets(context: &Context, d: &Deployment) -> Option<RouterSecrets> {
+    let store = KeyStore::open(context.state_dir()).ok()?;
+    store.router_private_key().ok()??;
+    let _reading = store.lock_shared().ok()?;
+    store.router_secrets(d).ok()
+}
+
+fn print_router(router: &RouterPlan) {
+    let target = match router.target {
+        RouterTarget::Openwrt => "openwrt",
+        RouterTarget::Linux => "linux",
+    };
+    println!("\nRouter files (`sovereign router render --target {target}`)");
+    let mut table = Table::new(["file", "bytes", "", "purpose"]);
+    for file in &router.files {
+        let secret = if file.secret { "0600" } else { "" };
+        table.row([file.path.clone(), file.bytes.to_string(), secret.to_string(), file.purpose.clone()]);
+    }
+    for line in table.render().lines() {
+        println!("  {line}");
+    }
+    if router.placeholder_keys {
+        println!("  (no keys yet: rendered with stand-in keys; `sovereign router render` creates the router key)");
+    }
+    let verdict = if router.isolation.enforceable { "enforced" } else { "NOT enforceable" };
+    println!("\nServer isolation: {verdict}: {}", router.isolation.reason);
+    if !router.checklist.is_empty() {
+        println!("\nBy hand (cannot be scripted)");
+        for item in &router.checklist {
+            println!("  [ ] {item}");
+        }
+    }
 }
