@@ -371,7 +371,7 @@ impl Lab {
                 &format!("wireguard-go {interface}"),
                 netns,
                 &wireguard_go,
-                &[interface.clone()],
+                std::slice::from_ref(interface),
                 &[("WG_PROCESS_FOREGROUND", "1")],
                 &log,
                 false,

@@ -102,13 +102,16 @@ fn api_call(lab: &Lab) -> anyhow::Result<String> {
         let mut body: serde_json::Value =
             serde_json::from_str(&request_body).map_err(std::io::Error::other)?;
         body["model"] = model.into();
+        let sent = body.to_string();
         sovereign_lab::http::post_json(
             target,
             "/v1/chat/completions",
-            &body.to_string(),
+            &sent,
             Duration::from_secs(30),
         )
+        .map(|response| (response, sent))
     })??;
+    let (response, body) = response;
     let value: serde_json::Value = serde_json::from_str(&response.body)
         .with_context(|| format!("HTTP {}: the answer is not JSON", response.status))?;
     let reply = value["choices"][0]["message"]["content"]

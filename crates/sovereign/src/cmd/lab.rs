@@ -243,7 +243,7 @@ fn name_flag(args: &NameArgs) -> String {
 pub fn print_up(lab: &Lab) {
     let t = &lab.state().setup;
     println!(
-        "lab {} is up in {:.2} s (namespaces and links {:.2} s, WireGuard {:.2} s, router {:.2} s, listeners {:.2} s, first API answer through every tunnel {:.2} s)",
+        "lab {} is up in {:.3} s (namespaces and links {:.3} s, WireGuard {:.3} s, router {:.3} s, listeners {:.3} s, first API answer through every tunnel {:.3} s)",
         lab.name(),
         t.total_ms as f64 / 1000.0,
         t.wiring_ms as f64 / 1000.0,
