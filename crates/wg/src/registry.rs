@@ -9,7 +9,7 @@ use sovereign_model::{ConfigErrors, Deployment, EditError, Peer};
 
 use crate::bundle::PeerBundle;
 use crate::client::render_client_config;
-use crate::key::{Key, KeyError};
+use crate::key::{Key, KeyError, RouterSecrets};
 use crate::plan::{self, NewPeer, PeerError};
 use crate::store::{KeyStore, StoreError};
 
@@ -283,6 +283,19 @@ impl PeerRegistry {
             preshared_key,
             router_public_key: router_private.public_key(),
         })
+    }
+
+    /// The deployment and the router's secrets, read together under the shared lock,
+    /// so they always agree (no peer added or revoked in between). The router key is
+    /// generated on first use.
+    pub fn deployment_and_router_secrets(
+        &self,
+    ) -> Result<(Deployment, RouterSecrets), RegistryError> {
+        self.store.router_private_key_or_generate()?;
+        let _reading = self.store.lock_shared()?;
+        let (_, deployment) = self.read_config()?;
+        let secrets = self.store.router_secrets(&deployment)?;
+        Ok((deployment, secrets))
     }
 
     fn read_config(&self) -> Result<(String, Deployment), RegistryError> {

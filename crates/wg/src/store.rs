@@ -63,6 +63,12 @@ pub enum StoreError {
     KeyMismatch { path: PathBuf, peer: String },
     #[error("cannot generate a key: {0}")]
     Random(#[from] KeyError),
+    #[error(
+        "bug: this thread already holds the state lock of {} and would wait on itself forever; \
+         take the exclusive lock (or generate the router key) before taking the shared one",
+        dir.display()
+    )]
+    LockedByThisThread { dir: PathBuf },
     #[error("{error}; undoing the partial change also failed, so fix these by hand: {}", problems.join("; "))]
     RollbackFailed {
         error: Box<StoreError>,
@@ -158,8 +164,14 @@ impl KeyStore {
     /// What the router's config needs beyond the deployment file: its private key
     /// (generated on first use) and the PSK of every active peer that has one.
     /// Revoked peers are left out, so they vanish from the rendered router config.
+    ///
+    /// Locking is handled here: the key is generated under the exclusive lock, and
+    /// the PSKs are read under the shared one (holding a shared lock already is fine).
+    /// For a deployment read under the same lock, use
+    /// [`crate::PeerRegistry::deployment_and_router_secrets`].
     pub fn router_secrets(&self, d: &Deployment) -> Result<RouterSecrets, StoreError> {
         let private_key = self.router_private_key_or_generate()?;
+        let _reading = self.lock_shared()?;
         let mut preshared_keys = std::collections::BTreeMap::new();
         for peer in d.active_peers().filter(|p| p.preshared_key) {
             let path = self.peer_preshared_key_path(&peer.name);
@@ -181,13 +193,20 @@ impl KeyStore {
     /// Take the exclusive state lock, creating the directory (0700) on first use.
     /// Blocks while another command holds it.
     pub fn lock(&self) -> Result<StateLock<'_>, StoreError> {
-        self.create_private_dir(&self.dir)?;
         let path = self.lock_path();
+        // flock locks of two descriptors conflict even within one process.
+        if held::any(&path) {
+            return Err(StoreError::LockedByThisThread {
+                dir: self.dir.clone(),
+            });
+        }
+        self.create_private_dir(&self.dir)?;
         let file = open_lock_file(&path, true).map_err(io_error("open the lock file", &path))?;
         file.lock().map_err(io_error("lock", &path))?;
         Ok(StateLock {
             store: self,
             _file: file,
+            _held: held::Held::new(path, true),
         })
     }
 
@@ -200,8 +219,16 @@ impl KeyStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error("open the lock file", &path)(e)),
         };
+        if held::exclusive(&path) {
+            return Err(StoreError::LockedByThisThread {
+                dir: self.dir.clone(),
+            });
+        }
         file.lock_shared().map_err(io_error("lock", &path))?;
-        Ok(Some(SharedLock { _file: file }))
+        Ok(Some(SharedLock {
+            _file: file,
+            _held: held::Held::new(path, false),
+        }))
     }
 
     fn lock_path(&self) -> PathBuf {
@@ -271,11 +298,63 @@ impl KeyStore {
 pub struct StateLock<'s> {
     store: &'s KeyStore,
     _file: File,
+    _held: held::Held,
 }
 
 /// Held by readers; see [`KeyStore::lock_shared`].
 pub struct SharedLock {
     _file: File,
+    _held: held::Held,
+}
+
+/// The state locks this thread holds, so that a lock request that would wait on
+/// the thread itself fails loudly instead of hanging.
+mod held {
+    use std::cell::RefCell;
+    use std::path::{Path, PathBuf};
+
+    thread_local! {
+        static HELD: RefCell<Vec<(PathBuf, bool)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub fn any(path: &Path) -> bool {
+        HELD.with(|held| held.borrow().iter().any(|(p, _)| p == path))
+    }
+
+    pub fn exclusive(path: &Path) -> bool {
+        HELD.with(|held| {
+            held.borrow()
+                .iter()
+                .any(|(p, exclusive)| p == path && *exclusive)
+        })
+    }
+
+    /// Registered while alive.
+    pub struct Held {
+        path: PathBuf,
+        exclusive: bool,
+    }
+
+    impl Held {
+        pub fn new(path: PathBuf, exclusive: bool) -> Held {
+            HELD.with(|held| held.borrow_mut().push((path.clone(), exclusive)));
+            Held { path, exclusive }
+        }
+    }
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            HELD.with(|held| {
+                let mut held = held.borrow_mut();
+                if let Some(i) = held
+                    .iter()
+                    .position(|(p, e)| *p == self.path && *e == self.exclusive)
+                {
+                    held.remove(i);
+                }
+            });
+        }
+    }
 }
 
 /// What one command changes, applied all at once by [`StateLock::commit`].

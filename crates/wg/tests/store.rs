@@ -419,3 +419,66 @@ fn twenty_threads_adding_at_once_get_twenty_distinct_peers() {
         );
     }
 }
+
+#[test]
+fn a_lock_that_would_wait_on_its_own_thread_is_an_error_not_a_hang() {
+    let s = setup(CONFIG);
+    let registry = PeerRegistry::open(&s.config).unwrap();
+    registry.add(&request("laptop")).unwrap();
+    let store = registry.store();
+    {
+        let _exclusive = store.lock().unwrap();
+        assert!(matches!(
+            store.lock(),
+            Err(StoreError::LockedByThisThread { .. })
+        ));
+        assert!(matches!(
+            store.lock_shared(),
+            Err(StoreError::LockedByThisThread { .. })
+        ));
+        // A command run while the thread holds the lock fails instead of hanging.
+        assert!(matches!(
+            registry.add(&request("phone")),
+            Err(RegistryError::Store(_))
+        ));
+    }
+    // Shared locks nest, and router_secrets may run under one.
+    let _shared = store.lock_shared().unwrap().expect("the lock file exists");
+    let d = sovereign_model::load(&s.config).unwrap();
+    assert_eq!(store.router_secrets(&d).unwrap().preshared_keys.len(), 1);
+    assert!(matches!(
+        store.lock(),
+        Err(StoreError::LockedByThisThread { .. })
+    ));
+}
+
+#[test]
+fn deployment_and_router_secrets_agree_and_leave_revoked_peers_out() {
+    let s = setup(CONFIG);
+    let registry = PeerRegistry::open(&s.config).unwrap();
+    registry.add(&request("laptop")).unwrap();
+    registry.add(&request("phone")).unwrap();
+    registry.revoke("laptop").unwrap();
+    let (d, secrets) = registry.deployment_and_router_secrets().unwrap();
+    assert_eq!(
+        d.active_peers()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        ["phone"]
+    );
+    assert_eq!(secrets.preshared_keys.keys().collect::<Vec<_>>(), ["phone"]);
+    assert_eq!(
+        Some(secrets.private_key),
+        registry.store().router_private_key().unwrap()
+    );
+}
+
+#[test]
+fn router_secrets_generate_the_router_key_once_on_first_use() {
+    let s = setup(CONFIG);
+    let store = KeyStore::open(&s.state).unwrap();
+    let d = sovereign_model::load(&s.config).unwrap();
+    let first = store.router_secrets(&d).unwrap().private_key;
+    assert_eq!(mode(&s.state.join("router.key")), 0o600);
+    assert_eq!(store.router_secrets(&d).unwrap().private_key, first);
+}
