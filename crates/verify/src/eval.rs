@@ -332,6 +332,23 @@ impl Program {
                     cond,
                     negated,
                 } => {
+                    // Fast paths: most rules either miss a class or cover it whole.
+                    if deps.misses(&b) || (!*negated && cond.misses(&b)) {
+                        work.push((ri + 1, 0, b, tr));
+                        continue;
+                    }
+                    if deps.covers(&b) {
+                        let (all_in, all_out) = (cond.covers(&b), cond.misses(&b));
+                        if all_in || all_out {
+                            let hit = all_in != *negated;
+                            work.push(if hit {
+                                (ri, si + 1, b, tr)
+                            } else {
+                                (ri + 1, 0, b, tr)
+                            });
+                            continue;
+                        }
+                    }
                     let (din, dout) = deps.split(b);
                     work.extend(dout.into_iter().map(|x| (ri + 1, 0, x, tr.clone())));
                     for x in din {

@@ -171,13 +171,11 @@ pub fn compile(firewall_text: &str, network_text: &str) -> Result<Compiled, Veri
     }
 
     // Rules, then forwardings, then redirects: fw4's order.
-    let mut rule_no = 0;
-    for s in firewall.iter().filter(|s| s.kind == "rule") {
+    for (rule_no, s) in firewall.iter().filter(|s| s.kind == "rule").enumerate() {
         let id = s
             .name
             .clone()
             .unwrap_or_else(|| format!("@rule[{rule_no}]"));
-        rule_no += 1;
         if s.get("enabled").is_some_and(is_false) {
             continue;
         }
@@ -235,13 +233,11 @@ pub fn compile(firewall_text: &str, network_text: &str) -> Result<Compiled, Veri
             Some(comment),
         );
     }
-    let mut redirect_no = 0;
-    for s in firewall.iter().filter(|s| s.kind == "redirect") {
+    for (redirect_no, s) in firewall.iter().filter(|s| s.kind == "redirect").enumerate() {
         let id = s
             .get("name")
             .map(str::to_string)
             .unwrap_or_else(|| format!("@redirect[{redirect_no}]"));
-        redirect_no += 1;
         if s.get("enabled").is_some_and(is_false) {
             continue;
         }
@@ -957,7 +953,7 @@ fn compile_rule(b: &mut Builder, zones: &mut [Zone], s: &Section, id: &str) {
         };
         let itypes = (proto == "icmp" || proto == "ipv6-icmp") && !icmp_types.is_empty();
         if explicit_family.is_none() && proto != "ipv6-icmp" {
-            family = match (has4 || (itypes && proto == "icmp" && false), has6) {
+            family = match (has4, has6) {
                 (true, false) => 4,
                 (false, true) => 6,
                 _ => 0,

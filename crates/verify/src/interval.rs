@@ -155,6 +155,21 @@ impl IntervalSet {
         Self { ranges: out }
     }
 
+    /// Subset test without allocating.
+    pub fn is_subset_fast(&self, other: &Self) -> bool {
+        let mut j = 0;
+        for &(lo, hi) in &self.ranges {
+            while j < other.ranges.len() && other.ranges[j].1 < lo {
+                j += 1;
+            }
+            match other.ranges.get(j) {
+                Some(&(olo, ohi)) if olo <= lo && hi <= ohi => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
     pub fn is_subset(&self, other: &Self) -> bool {
         self.subtract(other).is_empty()
     }

@@ -76,11 +76,11 @@ pub fn verify_uci(
     network_text: &str,
 ) -> Result<Report, VerifyError> {
     let compiled = fw4::compile(firewall_text, network_text)?;
-    let ruleset = Ruleset::from_value(&compiled.json)?;
+    let extra = compiled.lints();
+    let ruleset = Ruleset::from_value(compiled.json)?;
     let topology = Topology::from_deployment(d);
     let intent = sovereign_model::intent(d);
     let program = Program::compile(&ruleset, topology.universe());
-    let extra = compiled.lints();
     Ok(report::analyse(
         "OpenWrt UCI (compiled as fw4 does)",
         &program,

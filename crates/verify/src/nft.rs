@@ -124,21 +124,26 @@ impl Ruleset {
             column: e.column(),
             message: e.to_string(),
         })?;
-        Self::from_value(&doc)
+        Self::from_value(doc)
     }
 
-    pub fn from_value(doc: &Value) -> Result<Self, VerifyError> {
+    /// Build from a parsed document (consumed, so rule expressions are moved, not copied).
+    pub fn from_value(mut doc: Value) -> Result<Self, VerifyError> {
         let items = doc
-            .get("nftables")
-            .and_then(Value::as_array)
+            .get_mut("nftables")
+            .map(Value::take)
+            .and_then(|v| match v {
+                Value::Array(a) => Some(a),
+                _ => None,
+            })
             .ok_or_else(|| shape(0, "the document must be an object with an `nftables` array (`nft -j list ruleset`)"))?;
         let mut rs = Ruleset::default();
         let mut pending_rules = Vec::new();
-        for (index, item) in items.iter().enumerate() {
-            let Some(obj) = item.as_object() else {
+        for (index, mut item) in items.into_iter().enumerate() {
+            let Some(obj) = item.as_object_mut() else {
                 return Err(shape(index, "every entry of `nftables` must be an object"));
             };
-            let Some((kind, body)) = obj.iter().next() else {
+            let Some((kind, body)) = obj.iter_mut().next() else {
                 return Err(shape(index, "empty object"));
             };
             // Command form (`nft -j -f`): {"add": {"rule": ...}} and friends.
@@ -150,7 +155,8 @@ impl Ruleset {
             };
             let (verb, kind, body) = match command {
                 Some(verb) => {
-                    let Some((k, b)) = body.as_object().and_then(|o| o.iter().next()) else {
+                    let Some((k, b)) = body.as_object_mut().and_then(|o| o.iter_mut().next())
+                    else {
                         return Err(shape(index, &format!("`{verb}` needs an object")));
                     };
                     (verb, k.as_str(), b)
@@ -269,12 +275,11 @@ impl Ruleset {
     }
 }
 
-fn parse_rule(index: usize, body: &Value) -> Result<RawRule, VerifyError> {
-    let exprs = body
-        .get("expr")
-        .and_then(Value::as_array)
-        .cloned()
-        .ok_or_else(|| shape(index, "a rule needs an `expr` array"))?;
+fn parse_rule(index: usize, body: &mut Value) -> Result<RawRule, VerifyError> {
+    let exprs = match body.get_mut("expr").map(Value::take) {
+        Some(Value::Array(a)) => a,
+        _ => return Err(shape(index, "a rule needs an `expr` array")),
+    };
     Ok(RawRule {
         handle: body.get("handle").and_then(Value::as_u64),
         comment: body

@@ -379,7 +379,7 @@ fn topology_svg(report: &Report, d: &Deployment) -> String {
     let mut node = |x: i32, y: i32, w: i32, class: &str, title: &str, sub: &str| {
         let _ = write!(
             s,
-            "<g class=\"{class}\"><rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"54\" rx=\"8\"/><text x=\"{}\" y=\"{}\" class=\"t\">{}</text><text x=\"{}\" y=\"{}\" class=\"s\">{}</text></g>\n",
+            "<g class=\"{class}\"><rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"54\" rx=\"8\"/><text x=\"{}\" y=\"{}\" class=\"t\">{}</text><text x=\"{}\" y=\"{}\" class=\"s\">{}</text></g>",
             x + w / 2,
             y + 22,
             esc(title),
@@ -435,7 +435,7 @@ fn topology_svg(report: &Report, d: &Deployment) -> String {
     for (x, y) in [(240, 47), (240, 247), (620, 47), (620, 247)] {
         let _ = write!(
             s,
-            "<line x1=\"{x}\" y1=\"{y}\" x2=\"{}\" y2=\"147\"/>\n",
+            "<line x1=\"{x}\" y1=\"{y}\" x2=\"{}\" y2=\"147\"/>",
             if x < 330 { 330 } else { 530 }
         );
     }

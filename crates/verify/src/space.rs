@@ -165,7 +165,8 @@ impl Universe {
 /// witnesses show what the sender actually sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PacketBox {
-    pub dims: [IntervalSet; NDIMS],
+    /// Boxed: classes move through work lists far more often than they are cloned.
+    pub dims: Box<[IntervalSet; NDIMS]>,
     pub pre_nat: Option<PreNat>,
 }
 
@@ -181,7 +182,7 @@ impl PacketBox {
     /// Every packet of every kind.
     pub fn universe() -> Self {
         Self {
-            dims: Dim::ALL.map(Dim::full),
+            dims: Box::new(Dim::ALL.map(Dim::full)),
             pre_nat: None,
         }
     }
@@ -271,15 +272,9 @@ fn readable_address(set: &IntervalSet, v6: bool) -> u128 {
         return doc;
     }
     for &(lo, hi) in set.ranges() {
-        let mut v = lo;
-        for _ in 0..4 {
-            if v > hi {
-                break;
-            }
-            if !matches!(v & 0xff, 0 | 255) {
-                return v;
-            }
-            v += 1;
+        let last = hi.min(lo.saturating_add(3));
+        if let Some(v) = (lo..=last).find(|v| !matches!(v & 0xff, 0 | 255)) {
+            return v;
         }
     }
     set.first().unwrap_or(0)
@@ -355,6 +350,13 @@ impl Cond {
         self.any_of
             .iter()
             .any(|conj| conj.iter().all(|(d, set)| set.contains(p.get(*d))))
+    }
+
+    /// Whether every packet of the box satisfies the condition (cheap, no allocation).
+    pub fn covers(&self, b: &PacketBox) -> bool {
+        self.any_of
+            .iter()
+            .any(|conj| conj.iter().all(|(d, set)| b.get(*d).is_subset_fast(set)))
     }
 
     /// Whether no packet of the box can satisfy the condition (cheap, no allocation).

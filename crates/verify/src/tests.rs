@@ -11,12 +11,11 @@ use crate::nft::Ruleset;
 use crate::space::*;
 use crate::topology::first_packet;
 
+/// (hook, priority, policy, type) of a base chain.
+type Base<'a> = Option<(&'a str, i64, &'a str, &'a str)>;
+
 /// `chains`: (name, Some((hook, prio, policy, type))) ; `rules`: (chain, exprs).
-fn ruleset(
-    chains: &[(&str, Option<(&str, i64, &str, &str)>)],
-    rules: &[(&str, Value)],
-    extra: &[Value],
-) -> Ruleset {
+fn ruleset(chains: &[(&str, Base)], rules: &[(&str, Value)], extra: &[Value]) -> Ruleset {
     let mut items = vec![json!({"table": {"family": "inet", "name": "t"}})];
     for (name, base) in chains {
         let mut c = json!({"family": "inet", "table": "t", "name": name});
@@ -32,7 +31,7 @@ fn ruleset(
     for (i, (chain, exprs)) in rules.iter().enumerate() {
         items.push(json!({"rule": {"family": "inet", "table": "t", "chain": chain, "handle": i + 10, "expr": exprs}}));
     }
-    Ruleset::from_value(&json!({ "nftables": items })).expect("valid test ruleset")
+    Ruleset::from_value(json!({ "nftables": items })).expect("valid test ruleset")
 }
 
 fn m(left: Value, op: &str, right: Value) -> Value {
@@ -78,10 +77,7 @@ fn fate(p: &Program, iif: &str, saddr: &str, dport: u128) -> Fate {
     fate
 }
 
-fn input_drop() -> Vec<(
-    &'static str,
-    Option<(&'static str, i64, &'static str, &'static str)>,
-)> {
+fn input_drop() -> Vec<(&'static str, Base<'static>)> {
     vec![
         ("input", Some(("input", 0, "drop", "filter"))),
         ("sub", None),
@@ -438,11 +434,12 @@ fn random_ruleset() -> impl Strategy<Value = Ruleset> {
     (policies, rules).prop_map(|(policies, per_chain)| {
         // c0 and c1 are base chains at the tested hook, c1 after c0; c2, c3 regular.
         let names: Vec<String> = (0..CHAINS).map(|c| format!("c{c}")).collect();
-        let mut chains: Vec<(&str, Option<(&str, i64, &str, &str)>)> = Vec::new();
-        chains.push((&names[0], Some(("input", -5, policies[0], "filter"))));
-        chains.push((&names[1], Some(("input", 5, policies[1], "filter"))));
-        chains.push((&names[2], None));
-        chains.push((&names[3], None));
+        let chains: Vec<(&str, Base)> = vec![
+            (&names[0], Some(("input", -5, policies[0], "filter"))),
+            (&names[1], Some(("input", 5, policies[1], "filter"))),
+            (&names[2], None),
+            (&names[3], None),
+        ];
         let mut rules = Vec::new();
         for (c, rs) in per_chain {
             for (mut matches, fin) in rs {
