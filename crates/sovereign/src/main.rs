@@ -14,6 +14,7 @@ use crate::cli::{Cli, Command};
 use crate::context::{Context, Outcome, UsageError};
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     let context = Context::new(cli.config.clone());
     let result = match cli.command {
@@ -54,4 +55,14 @@ fn report(error: &anyhow::Error) -> ExitCode {
         }
     }
     ExitCode::from(if usage { 2 } else { 1 })
+}
+
+/// Rust ignores SIGPIPE, so `sovereign verify --json | head` would panic inside
+/// `println!`. Like other Unix tools, end quietly when the reader goes away.
+fn restore_default_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

@@ -484,3 +484,38 @@ fn plan_lists_router_files_and_creates_no_keys() {
     let text = stdout(&output);
     assert!(!text.contains("PrivateKey"), "plan never shows file contents");
 }
+
+#[test]
+fn plan_shows_the_verifier_verdict_on_the_rendered_linux_firewall() {
+    let dir = config_with(replace("target = \"openwrt\"", "target = \"linux\""));
+    let output = sovereign(dir.path(), &["plan", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["verifier"]["summary"]["holds"], true, "{}", json["verifier"]);
+    assert!(json["verifier"]["summary"]["cells"].as_u64().unwrap() > 20);
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    // The verifier's JSON report is far larger than a pipe buffer (64 KiB), so the
+    // writer is still writing when the reader hangs up.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sovereign"))
+        .args(["verify", "--rendered", "--json"])
+        .current_dir(dir.path())
+        .env_remove("SOVEREIGN_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, then hang up, like `| head -c1`.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(status.code(), Some(101), "a panic exits 101");
+}

@@ -27,6 +27,8 @@ struct Plan<'a> {
     layers: Vec<Layer>,
     router: RouterPlan,
     intent: IntentMatrix,
+    /// The static verifier's verdict on the rendered firewall.
+    verifier: VerifierPlan,
     warnings: Vec<Warning>,
 }
 
@@ -39,6 +41,13 @@ struct RouterPlan {
     files: Vec<PlannedFile>,
     isolation: IsolationVerdict,
     checklist: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct VerifierPlan {
+    summary: sovereign_verify::Summary,
+    /// One line per violated or unknown cell and per lint error.
+    problems: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,6 +67,7 @@ struct Layer {
 pub fn run(context: &Context, args: PlanArgs) -> anyhow::Result<Outcome> {
     let (deployment, source) = context.load_or_reference()?;
     let (rendering, placeholder_keys) = render_router(context, &deployment)?;
+    let verifier = verify_rendered(&deployment)?;
     let plan = Plan {
         config: match &source {
             ConfigSource::File(path) => Some(path.display().to_string()),
@@ -82,6 +92,7 @@ pub fn run(context: &Context, args: PlanArgs) -> anyhow::Result<Outcome> {
             checklist: rendering.checklist.clone(),
         },
         intent: sovereign_model::intent(&deployment),
+        verifier,
         warnings: sovereign_model::warnings(&deployment),
     };
     if args.json {
@@ -108,6 +119,7 @@ pub fn run(context: &Context, args: PlanArgs) -> anyhow::Result<Outcome> {
         "\nIntended reachability (rows: from, columns: to)\n{}",
         matrix_table(&plan.intent)
     );
+    print_verifier(&plan.verifier, &deployment);
     if !plan.warnings.is_empty() {
         println!("Warnings");
         for warning in &plan.warnings {
@@ -328,5 +340,56 @@ fn print_router(router: &RouterPlan) {
         for item in &router.checklist {
             println!("  [ ] {item}");
         }
+    }
+}
+
+fn verify_rendered(d: &Deployment) -> anyhow::Result<VerifierPlan> {
+    use sovereign_verify::{Severity, Status};
+    let report = sovereign_verify::verify_rendered(d, d.router.target)
+        .map_err(|e| anyhow::anyhow!("the verifier could not read the rendered firewall: {e}"))?;
+    let cells = report.cells.iter().filter(|c| {
+        c.status == Status::Unknown || (c.status != Status::NotRouted && !c.witnesses.is_empty())
+    });
+    let mut problems: Vec<String> = cells
+        .map(|c| {
+            format!(
+                "{} -> {} ({:?}): expected {}, found {:?}",
+                c.source.label(),
+                c.destination.label(),
+                c.family,
+                c.expect,
+                c.status
+            )
+        })
+        .collect();
+    problems.extend(
+        report
+            .lints
+            .iter()
+            .filter(|l| l.severity == Severity::Error)
+            .map(|l| format!("{}: {}", l.code, l.message)),
+    );
+    Ok(VerifierPlan {
+        summary: report.summary,
+        problems,
+    })
+}
+
+fn print_verifier(verifier: &VerifierPlan, d: &Deployment) {
+    let s = &verifier.summary;
+    let verdict = if s.holds { "HOLDS" } else { "DOES NOT HOLD" };
+    println!(
+        "\nStatic verification of the rendered firewall: {verdict} ({} of {} cells as intended, {} violated, {} unknown, {} unenforceable)",
+        s.holding, s.cells, s.violated, s.unknown, s.unenforceable
+    );
+    for problem in &verifier.problems {
+        println!("  ! {problem}");
+    }
+    if !s.holds {
+        let target = match d.router.target {
+            RouterTarget::Openwrt => "openwrt",
+            RouterTarget::Linux => "linux",
+        };
+        println!("  `sovereign verify --rendered --target {target}` shows the traces");
     }
 }
