@@ -143,7 +143,14 @@ fn quick() -> ApplyOptions {
 fn apply_makes_ruleset_and_peers_live_then_audit_catches_hand_made_drift_and_status_reports() {
     let lab = Lab::new(fixture_or_skip!());
     let before = lab.live_state();
+    let started = Instant::now();
     let report = apply(&lab.transport(), &lab.config(2, 11434), &quick()).expect("apply");
+    // Reported, never asserted: how long the eight steps take over ssh.
+    eprintln!(
+        "apply over ssh (8 steps, {} ssh sessions): {:?}",
+        11,
+        started.elapsed()
+    );
     let steps: Vec<Step> = report.steps.iter().map(|s| s.step).collect();
     assert_eq!(
         steps,
@@ -175,7 +182,9 @@ fn apply_makes_ruleset_and_peers_live_then_audit_catches_hand_made_drift_and_sta
     );
 
     let d = lab.deployment(2);
+    let started = Instant::now();
     let clean = audit(&lab.transport(), &d, &lab.config(2, 11434), None).expect("audit");
+    eprintln!("audit over ssh: {:?}", started.elapsed());
     assert!(clean.passed(), "{:#?}", clean.drift);
 
     let wg = lab.router.wg_interface.clone();
