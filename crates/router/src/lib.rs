@@ -5,11 +5,13 @@
 //! [`render`] is a pure function of the deployment and the router's secrets: no
 //! I/O, no clock, no randomness. Every rule that decides an intent cell carries a
 //! [`rule_key::RuleKey`] as its comment (nftables) or name (fw4), so verifiers can
-//! map rules back to the matrix. [`uci`] parses UCI batches and `/etc/config` files.
+//! map rules back to the matrix. [`uci`] parses UCI batches and `/etc/config` files
+//! and applies batches; [`openwrt_stock`] is the stock OpenWrt config they apply to.
 
 mod linux;
 mod names;
 mod openwrt;
+pub mod openwrt_stock;
 pub mod rule_key;
 pub mod uci;
 

@@ -12,11 +12,30 @@
 //! governs only traffic inside the zone; traffic between zones that no rule or
 //! forwarding accepts falls to `defaults.forward` (set to REJECT here); a rule
 //! without `target` only counts, so every rule has one; a rule without `proto`
-//! matches only tcp and udp, so deny rules say `proto all`; forwardings are
-//! rendered before rules in a zone's chain, so sovereign uses rules, not
-//! forwardings, for everything it decides. Zones `vpn` and `ai`
-//! list their subnet, so fw4 admits a packet to the zone only with the right
-//! source address (anti-spoofing), and IPv6 from them matches no zone at all.
+//! matches only tcp and udp, so deny rules say `proto all`. Sovereign uses rules,
+//! not forwardings, for everything it decides, so the order fw4 gives the two does
+//! not matter (current fw4 renders rules first, see its test
+//! `01_configuration/02_rule_order`; early fw4 rendered forwardings first). Zones
+//! `vpn` and `ai` list their subnet, so fw4 admits a packet to the zone only with
+//! the right source address (anti-spoofing), and IPv6 from them matches no zone.
+//!
+//! Stock rules. A fresh OpenWrt ships WAN rules that accept what the intent drops:
+//! Allow-IPSec-ESP and Allow-ISAKMP forward to the LAN, Allow-DHCP-Renew,
+//! Allow-Ping, Allow-IGMP, Allow-DHCPv6, Allow-MLD and Allow-ICMPv6-* open the
+//! router (and, for ICMPv6, the LAN). They are anonymous sections, so a batch can
+//! reach them only as `@rule[N]`, which breaks the moment a user's rule list
+//! differs from stock. Instead the batch moves sovereign's three WAN rules to the
+//! top of the package with `uci reorder`: fw4 walks `config rule` sections in file
+//! order (`cursor.foreach("firewall", "rule")` in `load()`) and appends each to its
+//! chain, and every src-wan rule lands in `input_wan` or `forward_wan`, so
+//! sovereign's accept-WireGuard / drop-the-rest come first there and every stock or
+//! user WAN rule after them is dead. Re-running converges: `set; delete; set`
+//! re-appends the sections and the reorder moves the same three to the same front.
+//! What a WAN DHCP client still gets: replies to its unicast renewals belong to the
+//! router's own flow (ct established, accepted before any zone rule), and
+//! discovery and rebinding run on a raw socket that netfilter does not filter. WAN
+//! IPv6 (router advertisements, neighbour discovery, DHCPv6) is dropped like the
+//! rest, as on the Linux target: sovereign routes IPv4 only.
 
 use std::fmt::Write as _;
 
@@ -84,6 +103,13 @@ pub fn render(
     Ok((files, checklist(d)))
 }
 
+/// sovereign's WAN rules, in the order they go to the front of /etc/config/firewall.
+const WAN_RULES_FIRST: [&str; 3] = [
+    "sovereign_wan_wireguard",
+    "sovereign_wan_input",
+    "sovereign_wan_forward",
+];
+
 struct Plan {
     /// Lines that touch sections sovereign does not own, before everything else.
     preamble: Vec<String>,
@@ -126,6 +152,10 @@ impl Plan {
                     }
                 }
             }
+        }
+        // Ahead of every stock and user rule in fw4's section order (module docs).
+        for (position, name) in WAN_RULES_FIRST.iter().enumerate() {
+            let _ = writeln!(out, "reorder firewall.{name}={position}");
         }
         for package in ["network", "firewall", "dhcp"] {
             let _ = writeln!(out, "commit {package}");
@@ -503,9 +533,10 @@ fn firewall(
         }
     }
     if !p.server_internet && !dedicated {
-        // fw4 renders forwardings before rules, so the stock lan -> wan forwarding
-        // would accept the server first. A rule with src '*' lands in the base
-        // forward chain, ahead of every zone chain.
+        // The server shares the lan zone, whose stock lan -> wan forwarding sits in
+        // forward_lan; early fw4 rendered it before rules. A rule with src '*'
+        // lands in the base forward chain, ahead of every zone chain, whatever
+        // the order.
         rules.push(
             fw_rule(
                 "sovereign_server_airgap",
@@ -665,11 +696,17 @@ fn checklist(d: &Deployment) -> Vec<String> {
         d.wireguard.listen_port,
         d.wan.address.addr()
     ));
-    items.push(
-        "OpenWrt's stock rules Allow-Ping, Allow-IPSec-ESP, Allow-ISAKMP and Allow-ICMPv6-Forward let WAN traffic \
-         in that the intent drops; delete them (Network > Firewall > Traffic Rules) unless you use them."
-            .into(),
-    );
+    items.push(format!(
+        "The batch moves sovereign_wan_wireguard, sovereign_wan_input and sovereign_wan_forward to the top of \
+         /etc/config/firewall, so from the WAN only UDP {} gets in: OpenWrt's stock WAN rules (Allow-DHCP-Renew, \
+         Allow-Ping, Allow-IGMP, Allow-DHCPv6, Allow-MLD, Allow-ICMPv6-Input, Allow-ICMPv6-Forward, Allow-IPSec-ESP, \
+         Allow-ISAKMP) and any WAN rule or port forward of your own stop matching; delete them (Network > Firewall) \
+         so the list says what the router does, and mind that `@rule[0]` now names sovereign's rule. The WAN's DHCP \
+         lease still renews: replies to the router's own unicast requests are established flows, and discovery runs \
+         on a raw socket the firewall does not filter. IPv6 on the WAN stops (router advertisements, neighbour \
+         discovery and DHCPv6 replies are dropped like the rest): sovereign routes IPv4 only.",
+        d.wireguard.listen_port
+    ));
     items.push(
         "If you built the reference design by hand, first delete its own `vpn` zone, its rules and any anonymous \
          wireguard peer sections; sovereign owns only sections named wg0 and sovereign_*."

@@ -5,7 +5,7 @@ mod common;
 
 use sovereign_model::{Deployment, Expect, RouterTarget, Source, intent};
 use sovereign_router::rule_key::{RuleKey, Verdict};
-use sovereign_router::uci::{self, Config, parse_batch, parse_config_file};
+use sovereign_router::uci::{self, Config, parse_batch};
 use sovereign_router::{Rendering, render};
 
 fn linux_keys(rendering: &Rendering) -> Vec<RuleKey> {
@@ -21,18 +21,7 @@ fn linux_keys(rendering: &Rendering) -> Vec<RuleKey> {
 }
 
 pub fn base_config() -> Config {
-    let mut config = Config::default();
-    for name in ["network", "firewall", "dhcp"] {
-        let path = format!(
-            "{}/tests/fixtures/openwrt/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(path).unwrap();
-        config
-            .packages
-            .insert(name.into(), parse_config_file(&text).unwrap());
-    }
-    config
+    sovereign_router::openwrt_stock::config(&Deployment::reference()).unwrap()
 }
 
 fn openwrt_applied(rendering: &Rendering) -> Config {

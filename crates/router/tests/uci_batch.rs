@@ -1,27 +1,18 @@
 //! The UCI batch against a stock OpenWrt 23.05 config: it applies cleanly, a
 //! second run changes nothing, every type and option is one OpenWrt knows, the
 //! review fragments match what the batch produces, and switching a policy off
-//! or revoking a peer removes its section.
+//! or revoking a peer removes its section, and sovereign's WAN rules end up ahead of
+//! every stock rule.
 
 mod common;
 
 use sovereign_model::{PeerStatus, RouterTarget};
 use sovereign_router::render;
+use sovereign_router::uci::Section;
 use sovereign_router::uci::{Config, parse_batch, parse_config_file, unknown_entries};
 
 fn base_config() -> Config {
-    let mut config = Config::default();
-    for name in ["network", "firewall", "dhcp"] {
-        let path = format!(
-            "{}/tests/fixtures/openwrt/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        config.packages.insert(
-            name.into(),
-            parse_config_file(&std::fs::read_to_string(path).unwrap()).unwrap(),
-        );
-    }
-    config
+    sovereign_router::openwrt_stock::config(&sovereign_model::Deployment::reference()).unwrap()
 }
 
 fn batch_of(d: &sovereign_model::Deployment) -> (String, sovereign_router::Rendering) {
@@ -176,4 +167,62 @@ fn unknown_options_are_reported() {
             "@frobnicator[1]: unknown section type `frobnicator`"
         ]
     );
+}
+
+fn rule_names(config: &Config) -> Vec<String> {
+    config
+        .package("firewall")
+        .unwrap()
+        .sections_of("rule")
+        .map(|s: &Section| {
+            s.name
+                .clone()
+                .unwrap_or_else(|| s.get_str("name").unwrap_or("?").to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn wan_rules_go_ahead_of_stock_and_user_rules_on_every_run() {
+    let d = common::with_peers(1);
+    let commands = parse_batch(&batch_of(&d).0).unwrap();
+    let mut config = base_config();
+    // A user's own WAN rule, added before sovereign ever ran.
+    config
+        .apply(
+            &parse_batch(
+                "add firewall rule\nset firewall.@rule[-1].name='Allow-SSH-from-WAN'\n\
+                 set firewall.@rule[-1].src='wan'\nset firewall.@rule[-1].dest_port='22'\n\
+                 set firewall.@rule[-1].target='ACCEPT'\n",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    config.apply(&commands).unwrap();
+    let names = rule_names(&config);
+    assert_eq!(
+        names[..3],
+        [
+            "sovereign_wan_wireguard",
+            "sovereign_wan_input",
+            "sovereign_wan_forward"
+        ]
+    );
+    let first_stock = names.iter().position(|n| n == "Allow-DHCP-Renew").unwrap();
+    let user = names
+        .iter()
+        .position(|n| n == "Allow-SSH-from-WAN")
+        .unwrap();
+    assert!(first_stock > 2 && user > first_stock, "{names:?}");
+    let sections = &config.package("firewall").unwrap().sections;
+    assert_eq!(
+        sections[0].name.as_deref(),
+        Some("sovereign_wan_wireguard"),
+        "the very top of the file, ahead of defaults and zones too"
+    );
+
+    let mut again = config.clone();
+    again.apply(&commands).unwrap();
+    assert_eq!(rule_names(&again), names, "a second run keeps the order");
+    assert_eq!(again, config);
 }

@@ -277,7 +277,8 @@ fn check_name(name: &str, what: &str) -> Result<(), String> {
 }
 
 /// Shell-like words: '…' is literal, "…" allows \" and \\, and a backslash
-/// outside quotes escapes the next character. Adjacent pieces join.
+/// outside quotes escapes the next character. Adjacent pieces join. An unquoted
+/// `#` ends the line, even inside a word, as in libuci's `parse_str`.
 pub(super) fn split_words(line: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut current: Option<String> = None;
@@ -317,6 +318,7 @@ pub(super) fn split_words(line: &str) -> Result<Vec<String>, String> {
                 Some(c) => current.get_or_insert_with(String::new).push(c),
                 None => return Err("a trailing backslash".into()),
             },
+            '#' => break,
             c => current.get_or_insert_with(String::new).push(c),
         }
     }
@@ -337,6 +339,14 @@ mod tests {
             vec!["set", "a.b.c=it's", "x"]
         );
         assert!(split_words("set a.b.c='open").is_err());
+        assert_eq!(
+            split_words("option input 'RE#JECT' # a comment").unwrap(),
+            vec!["option", "input", "RE#JECT"]
+        );
+        assert_eq!(
+            split_words("option name lan#x").unwrap(),
+            vec!["option", "name", "lan"]
+        );
     }
 
     #[test]

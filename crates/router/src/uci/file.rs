@@ -18,6 +18,7 @@ pub fn parse_config_file(text: &str) -> Result<Package, UciError> {
         }
         let words = split_words(trimmed).map_err(error)?;
         match words.as_slice() {
+            [] => {}
             [keyword, _] if keyword == "package" => {}
             [keyword, kind] if keyword == "config" => package.sections.push(Section {
                 name: None,
@@ -101,5 +102,8 @@ mod tests {
         assert!(err.message.contains("before any"), "{err}");
         let err = parse_config_file("config rule\n\toption name 'it\n").unwrap_err();
         assert!(err.message.contains("unterminated"), "{err}");
+        let p =
+            parse_config_file("config zone # the lan\n\toption input ACCEPT # trailing\n").unwrap();
+        assert_eq!(p.sections[0].get_str("input"), Some("ACCEPT"));
     }
 }
