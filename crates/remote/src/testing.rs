@@ -1,12 +1,15 @@
-//! A disposable Linux "router" for tests: a network namespace reached from the
-//! root namespace over a veth pair, running Debian's sshd (lab-only keys, its
-//! own config, host key pinned in a private known_hosts file) and a userspace
+//! Disposable ssh-reachable "routers" for tests.
+//!
+//! [`Sshd`] runs Debian's sshd inside an existing network namespace (the lab's
+//! router node, or the fixture's own), with lab-only keys, its own config and its
+//! host key pinned in a private known_hosts file. [`SshRouterFixture`] adds a
+//! namespace reached from the root namespace over a veth pair and a userspace
 //! WireGuard interface (`wireguard-go`). Everything is torn down on drop.
 //!
-//! The router's /tmp is a private tmpfs (sshd runs in its own mount namespace),
-//! so its lock and staging dirs never collide with another fixture's.
+//! sshd runs in its own mount namespace with a private tmpfs on /tmp, so the
+//! router's lock and staging dirs never collide with another test's.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -48,63 +51,49 @@ pub fn skip_reason() -> Option<String> {
     Some(reason)
 }
 
-/// One running router; drop it to tear everything down.
-pub struct SshRouterFixture {
-    pub netns: String,
-    pub wg_interface: String,
-    pub router_address: Ipv4Addr,
-    pub client_address: Ipv4Addr,
-    pub listen_port: u16,
-    host_veth: String,
-    router_veth: String,
-    dir: tempfile::TempDir,
-    sshd: Option<Child>,
-    wireguard: Option<Child>,
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("ssh router fixture: {0}")]
 pub struct FixtureError(String);
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
+/// Debian's sshd listening on one address inside an existing network namespace,
+/// accepting root with a lab-only ed25519 key. Drop it to stop sshd.
+pub struct Sshd {
+    pub netns: String,
+    pub address: SocketAddrV4,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
 
-impl SshRouterFixture {
-    /// Start a router whose WireGuard interface listens on `listen_port` with a
-    /// fresh private key and holds 10.10.10.1/24.
-    pub fn start(listen_port: u16) -> Result<Self, FixtureError> {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let pid = std::process::id();
-        let tag = format!("{pid:x}{n}");
-        let (router_address, client_address) = free_slash30(pid, n)?;
-        // Outside /tmp: the router's /tmp is replaced by a private tmpfs.
+impl Sshd {
+    /// Generate a client key and a host key, start sshd on `address` inside
+    /// `netns`, and wait until a fresh session from inside that namespace logs in.
+    pub fn start(netns: &str, address: SocketAddrV4) -> Result<Sshd, FixtureError> {
+        // Outside /tmp: sshd's /tmp is replaced by a private tmpfs.
         let dir = tempfile::Builder::new()
-            .prefix("sovereign-remote-fixture.")
+            .prefix("sovereign-remote-sshd.")
             .tempdir_in("/var/tmp")
             .map_err(|e| FixtureError(format!("temp dir: {e}")))?;
-        let mut fixture = SshRouterFixture {
-            netns: format!("sovereign-remote-{tag}"),
-            wg_interface: format!("srwg{tag}"),
-            router_address,
-            client_address,
-            listen_port,
-            host_veth: format!("sr{tag}h"),
-            router_veth: format!("sr{tag}r"),
+        let mut sshd = Sshd {
+            netns: netns.to_string(),
+            address,
             dir,
-            sshd: None,
-            wireguard: None,
+            child: None,
         };
-        fixture.build()?;
-        Ok(fixture)
+        sshd.spawn()?;
+        sshd.wait_until_ready()?;
+        Ok(sshd)
     }
 
-    /// An ssh transport to the router as root with the lab key; host key checked
-    /// against the fixture's own known_hosts file.
-    pub fn transport(&self) -> SshTransport {
-        SshTransport::new(self.target())
+    /// `root@<ip>`.
+    pub fn destination(&self) -> String {
+        format!("root@{}", self.address.ip())
     }
 
+    /// How to reach this sshd as root with the lab key; the host key is checked
+    /// against the private known_hosts file. `-F none`: the user's config stays out.
     pub fn target(&self) -> SshTarget {
-        let mut target = SshTarget::new(format!("root@{}", self.router_address));
+        let port = (self.address.port() != 22).then_some(self.address.port());
+        let mut target = SshTarget::new(self.destination()).with_port(port);
         target.connect_timeout = Duration::from_secs(5);
         target.extra_args = [
             "-F",
@@ -123,7 +112,11 @@ impl SshRouterFixture {
         target
     }
 
-    /// The same router, with a known_hosts file that does not hold its key.
+    pub fn transport(&self) -> SshTransport {
+        SshTransport::new(self.target())
+    }
+
+    /// The same sshd, with a known_hosts file that does not hold its key.
     pub fn target_with_unknown_host_key(&self) -> SshTarget {
         let mut target = self.target();
         let empty = self.path("empty_known_hosts");
@@ -134,6 +127,234 @@ impl SshRouterFixture {
             }
         }
         target
+    }
+
+    /// A directory holding an `ssh` that runs the real client with an ssh_config
+    /// naming the lab key and the pinned known_hosts (strict host-key checking).
+    /// Put it first on PATH of a program that runs plain `ssh USER@HOST`, such as
+    /// the `sovereign` binary: OpenSSH reads ~/.ssh from the passwd entry, not
+    /// $HOME, so a temp HOME cannot hold this configuration.
+    pub fn ssh_wrapper_dir(&self) -> Result<PathBuf, FixtureError> {
+        let real = find_program("ssh").ok_or_else(|| FixtureError("no ssh on PATH".into()))?;
+        let config = self.path("ssh_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Host {host}\n\
+                 \tIdentityFile {key}\n\
+                 \tIdentitiesOnly yes\n\
+                 \tUserKnownHostsFile {known_hosts}\n\
+                 \tGlobalKnownHostsFile /dev/null\n\
+                 \tStrictHostKeyChecking yes\n",
+                host = self.address.ip(),
+                key = self.path("client_key").display(),
+                known_hosts = self.path("known_hosts").display(),
+            ),
+        )
+        .map_err(|e| FixtureError(format!("ssh_config: {e}")))?;
+        let bin = self.path("bin");
+        std::fs::create_dir_all(&bin).map_err(|e| FixtureError(format!("{e}")))?;
+        let wrapper = bin.join("ssh");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec {} -F {} \"$@\"\n",
+                crate::script::quote(&real.display().to_string()),
+                crate::script::quote(&config.display().to_string()),
+            ),
+        )
+        .map_err(|e| FixtureError(format!("ssh wrapper: {e}")))?;
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| FixtureError(format!("ssh wrapper: {e}")))?;
+        Ok(bin)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// What sshd wrote to stderr (errors only).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("sshd.log")).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) -> Result<(), FixtureError> {
+        for key in ["client_key", "host_key"] {
+            run(
+                "ssh-keygen",
+                &[
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "sovereign-lab-only",
+                    "-f",
+                    &self.path(key).display().to_string(),
+                ],
+            )?;
+        }
+        std::fs::copy(self.path("client_key.pub"), self.path("authorized_keys"))
+            .map_err(|e| FixtureError(format!("authorized_keys: {e}")))?;
+        let host_pub = std::fs::read_to_string(self.path("host_key.pub"))
+            .map_err(|e| FixtureError(format!("host key: {e}")))?;
+        let mut parts = host_pub.split_whitespace();
+        let (kind, key) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let host = match self.address.port() {
+            22 => self.address.ip().to_string(),
+            port => format!("[{}]:{port}", self.address.ip()),
+        };
+        std::fs::write(self.path("known_hosts"), format!("{host} {kind} {key}\n"))
+            .map_err(|e| FixtureError(format!("known_hosts: {e}")))?;
+        let config = format!(
+            "ListenAddress {address}\n\
+             HostKey {host_key}\n\
+             PidFile none\n\
+             AuthorizedKeysFile {authorized}\n\
+             PubkeyAuthentication yes\n\
+             PasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             PermitRootLogin prohibit-password\n\
+             StrictModes no\n\
+             UsePAM no\n\
+             LogLevel ERROR\n",
+            address = self.address,
+            host_key = self.path("host_key").display(),
+            authorized = self.path("authorized_keys").display(),
+        );
+        std::fs::write(self.path("sshd_config"), config)
+            .map_err(|e| FixtureError(format!("sshd_config: {e}")))?;
+        // sshd refuses to start without its privilege separation directory.
+        std::fs::create_dir_all("/run/sshd")
+            .map_err(|e| FixtureError(format!("/run/sshd: {e}")))?;
+
+        let sshd_command = format!(
+            "mount -t tmpfs -o mode=1777 sovereign-router-tmp /tmp && exec /usr/sbin/sshd -D -e -f {}",
+            self.path("sshd_config").display()
+        );
+        let log = std::fs::File::create(self.path("sshd.log"))
+            .map_err(|e| FixtureError(format!("sshd.log: {e}")))?;
+        self.child = Some(
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.netns,
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    &sshd_command,
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .map_err(|e| FixtureError(format!("sshd: {e}")))?,
+        );
+        Ok(())
+    }
+
+    /// Log in from inside the namespace itself, so this works whether or not the
+    /// caller's namespace has a route to `address`.
+    fn wait_until_ready(&mut self) -> Result<(), FixtureError> {
+        let args = self.transport().args("true", true);
+        let netns = self.netns.clone();
+        let child = &mut self.child;
+        let result = wait_until("sshd to accept the lab key", || {
+            if let Some(child) = child.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                return true;
+            }
+            Command::new("ip")
+                .args(["netns", "exec", &netns, "ssh"])
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        let exited = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        match (result, exited) {
+            (Ok(()), None) => Ok(()),
+            (_, Some(status)) => Err(FixtureError(format!(
+                "sshd exited ({status}); log:\n{}",
+                self.log()
+            ))),
+            (Err(e), None) => Err(FixtureError(format!("{e}; sshd log:\n{}", self.log()))),
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One running router; drop it to tear everything down.
+pub struct SshRouterFixture {
+    pub netns: String,
+    pub wg_interface: String,
+    pub router_address: Ipv4Addr,
+    pub client_address: Ipv4Addr,
+    pub listen_port: u16,
+    host_veth: String,
+    router_veth: String,
+    sshd: Option<Sshd>,
+    wireguard: Option<Child>,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl SshRouterFixture {
+    /// Start a router whose WireGuard interface listens on `listen_port` with a
+    /// fresh private key and holds 10.10.10.1/24.
+    pub fn start(listen_port: u16) -> Result<Self, FixtureError> {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let tag = format!("{pid:x}{n}");
+        let (router_address, client_address) = free_slash30(pid, n)?;
+        let mut fixture = SshRouterFixture {
+            netns: format!("sovereign-remote-{tag}"),
+            wg_interface: format!("srwg{tag}"),
+            router_address,
+            client_address,
+            listen_port,
+            host_veth: format!("sr{tag}h"),
+            router_veth: format!("sr{tag}r"),
+            sshd: None,
+            wireguard: None,
+        };
+        fixture.build()?;
+        Ok(fixture)
+    }
+
+    /// An ssh transport to the router as root with the lab key; host key checked
+    /// against the fixture's own known_hosts file.
+    pub fn transport(&self) -> SshTransport {
+        self.sshd().transport()
+    }
+
+    pub fn target(&self) -> SshTarget {
+        self.sshd().target()
+    }
+
+    /// The same router, with a known_hosts file that does not hold its key.
+    pub fn target_with_unknown_host_key(&self) -> SshTarget {
+        self.sshd().target_with_unknown_host_key()
     }
 
     /// Run a command inside the router's namespace (not over ssh).
@@ -149,7 +370,11 @@ impl SshRouterFixture {
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.sshd().path(name)
+    }
+
+    fn sshd(&self) -> &Sshd {
+        self.sshd.as_ref().expect("a started fixture runs sshd")
     }
 
     fn build(&mut self) -> Result<(), FixtureError> {
@@ -196,82 +421,10 @@ impl SshRouterFixture {
         run("ip", &["-n", &ns, "link", "set", &veth_router, "up"])?;
         run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
 
-        for key in ["client_key", "host_key"] {
-            run(
-                "ssh-keygen",
-                &[
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-C",
-                    "sovereign-lab-only",
-                    "-f",
-                    &self.path(key).display().to_string(),
-                ],
-            )?;
-        }
-        std::fs::copy(self.path("client_key.pub"), self.path("authorized_keys"))
-            .map_err(|e| FixtureError(format!("authorized_keys: {e}")))?;
-        let host_pub = std::fs::read_to_string(self.path("host_key.pub"))
-            .map_err(|e| FixtureError(format!("host key: {e}")))?;
-        let mut parts = host_pub.split_whitespace();
-        let (kind, key) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        std::fs::write(
-            self.path("known_hosts"),
-            format!("{} {kind} {key}\n", self.router_address),
-        )
-        .map_err(|e| FixtureError(format!("known_hosts: {e}")))?;
-        let config = format!(
-            "ListenAddress {addr}:22\n\
-             HostKey {host_key}\n\
-             PidFile none\n\
-             AuthorizedKeysFile {authorized}\n\
-             PubkeyAuthentication yes\n\
-             PasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\n\
-             PermitRootLogin prohibit-password\n\
-             StrictModes no\n\
-             UsePAM no\n\
-             LogLevel ERROR\n",
-            addr = self.router_address,
-            host_key = self.path("host_key").display(),
-            authorized = self.path("authorized_keys").display(),
-        );
-        std::fs::write(self.path("sshd_config"), config)
-            .map_err(|e| FixtureError(format!("sshd_config: {e}")))?;
-        // sshd refuses to start without its privilege separation directory.
-        std::fs::create_dir_all("/run/sshd")
-            .map_err(|e| FixtureError(format!("/run/sshd: {e}")))?;
-
-        let sshd_command = format!(
-            "mount -t tmpfs -o mode=1777 sovereign-router-tmp /tmp && exec /usr/sbin/sshd -D -e -f {}",
-            self.path("sshd_config").display()
-        );
-        self.sshd = Some(
-            Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &ns,
-                    "unshare",
-                    "--mount",
-                    "--propagation",
-                    "private",
-                    "sh",
-                    "-c",
-                    &sshd_command,
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(
-                    std::fs::File::create(self.path("sshd.log"))
-                        .map_err(|e| FixtureError(e.to_string()))?,
-                )
-                .spawn()
-                .map_err(|e| FixtureError(format!("sshd: {e}")))?,
-        );
+        self.sshd = Some(Sshd::start(
+            &ns,
+            SocketAddrV4::new(self.router_address, 22),
+        )?);
         self.wireguard = Some(
             Command::new("ip")
                 .args([
@@ -308,25 +461,14 @@ impl SshRouterFixture {
         ])?;
         self.exec(&["ip", "addr", "add", "10.10.10.1/24", "dev", &wg])?;
         self.exec(&["ip", "link", "set", &wg, "up"])?;
-        let transport = self.transport();
-        wait_until("sshd to accept the lab key", || {
-            crate::transport::Transport::run(&transport, "true", &[]).is_ok_and(|o| o.success())
-        })
-        .map_err(|e| {
-            let log = std::fs::read_to_string(self.path("sshd.log")).unwrap_or_default();
-            FixtureError(format!("{e}; sshd log:\n{log}"))
-        })?;
         Ok(())
     }
 }
 
 impl Drop for SshRouterFixture {
     fn drop(&mut self) {
-        for child in [self.sshd.take(), self.wireguard.take()]
-            .into_iter()
-            .flatten()
-        {
-            let mut child = child;
+        drop(self.sshd.take());
+        if let Some(mut child) = self.wireguard.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -341,7 +483,6 @@ impl Drop for SshRouterFixture {
         let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.wg_interface));
     }
 }
-
 fn free_slash30(pid: u32, n: u32) -> Result<(Ipv4Addr, Ipv4Addr), FixtureError> {
     let used = run("ip", &["-4", "-o", "addr", "show"]).unwrap_or_default();
     // 100.100.0.0/16 inside the shared-address space, one /30 per fixture.
@@ -403,6 +544,13 @@ fn tool_exists(tool: &str) -> bool {
     if tool.contains('/') {
         return Path::new(tool).exists();
     }
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+    find_program(tool).is_some()
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    })
 }
