@@ -547,8 +547,22 @@ fn firewall(
             .opt("dest", "wan")
             .opt("proto", "all"),
         );
+        // The server's IPv6 addresses are unknown on the shared segment: no IPv6
+        // from the whole segment to the WAN (`device` keeps this in the base chain).
+        rules.push(
+            fw_rule(
+                "sovereign_server_airgap6",
+                RuleKey::new(&[S::Server], &[D::Internet], Verdict::Reject).with_note("ipv6"),
+            )
+            .opt("src", "*")
+            .opt("device", &d.lan.interface)
+            .opt("dest", "wan")
+            .opt("family", "ipv6")
+            .opt("proto", "all"),
+        );
     } else {
         absent.push(("firewall", "sovereign_server_airgap".into(), "rule".into()));
+        absent.push(("firewall", "sovereign_server_airgap6".into(), "rule".into()));
     }
     rules.push(
         from_server(fw_rule(
@@ -559,6 +573,22 @@ fn firewall(
         .opt("proto", "all"),
     );
 
+    if dedicated {
+        absent.push(("firewall", "sovereign_server_ipv6".into(), "rule".into()));
+    } else {
+        // On a shared segment the server's IPv6 addresses (SLAAC, privacy) are
+        // unknown, so its IPv6 looks like any LAN device's: close IPv6 to the router
+        // for the whole segment, as the dedicated port does (no zone takes it).
+        rules.push(
+            fw_rule(
+                "sovereign_server_ipv6",
+                RuleKey::new(&[S::Server], &[D::RouterServices], Verdict::Reject).with_note("ipv6"),
+            )
+            .opt("src", "lan")
+            .opt("family", "ipv6")
+            .opt("proto", "all"),
+        );
+    }
     let lan = [S::LanDevice, S::LanAdmin];
     rules.push(
         fw_rule(
@@ -686,6 +716,14 @@ fn checklist(d: &Deployment) -> Vec<String> {
             d.lan.subnet.prefix_len(),
             d.lan.router_address
         ));
+    }
+    if d.server.isolation == Isolation::Shared {
+        items.push(
+            "Shared isolation: the router rejects IPv6 from the LAN (it cannot tell the server's IPv6 addresses \
+             from the other devices'); turn off IPv6 on the LAN so devices do not wait on it: \
+             `uci set dhcp.lan.ra=disabled; uci set dhcp.lan.dhcpv6=disabled; uci commit dhcp; service odhcpd reload`."
+                .to_string(),
+        );
     }
     items.push(format!(
         "Keep {} out of the LAN's DHCP pool (OpenWrt's default pool is .100-.249) so no other device gets it.",

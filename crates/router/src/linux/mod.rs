@@ -205,5 +205,12 @@ fn checklist(d: &Deployment) -> Vec<String> {
          the router gets no IPv6 on its WAN."
             .into(),
     );
+    if d.server.isolation == Isolation::Shared {
+        items.push(format!(
+            "Shared isolation: the router rejects IPv6 from {} (it cannot tell the server's IPv6 addresses from \
+             the other devices'); send no router advertisements on it.",
+            d.lan.interface
+        ));
+    }
     items
 }

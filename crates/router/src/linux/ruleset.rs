@@ -236,6 +236,15 @@ impl<'a> Policy<'a> {
             ),
             vec![iifname(self.wg)],
         ));
+        if self.server_port.is_none() {
+            // The server's IPv6 addresses are unknown on a shared segment, so
+            // IPv6 from the LAN to the router is closed for every device.
+            rules.push(keyed(
+                chain,
+                RuleKey::new(&[S::Server], &[D::RouterServices], Verdict::Reject).with_note("ipv6"),
+                vec![iifname(self.lan), meta_eq(MetaKey::Nfproto, "ipv6")],
+            ));
+        }
         rules.push(keyed(
             chain,
             RuleKey::new(
