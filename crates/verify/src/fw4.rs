@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::VerifyError;
 use crate::report::{Lint, Severity};
-use crate::uci::{self, Section};
+use sovereign_router::uci::{Package, Section, Value as UciValue, parse_config_file};
 
 pub struct Compiled {
     pub json: Value,
@@ -75,17 +75,34 @@ impl Builder {
     }
 }
 
+/// Parse `/etc/config/firewall` and `network` (errors name the file and line) and
+/// compile them.
 pub fn compile(firewall_text: &str, network_text: &str) -> Result<Compiled, VerifyError> {
-    let firewall = uci::parse("firewall", firewall_text)?;
-    let network = uci::parse("network", network_text)?;
+    let parse = |file: &str, text: &str| {
+        parse_config_file(text).map_err(|e| VerifyError::Uci {
+            file: file.to_string(),
+            line: e.line,
+            message: e.message,
+        })
+    };
+    let firewall = parse("firewall", firewall_text)?;
+    let network = parse("network", network_text)?;
+    Ok(compile_packages(&firewall, &network))
+}
+
+/// Compile parsed packages, e.g. a stock config after `uci batch` ran over it. fw4
+/// walks each section type in package order, so the order here is the order fw4
+/// renders rules in their chains.
+pub fn compile_packages(firewall: &Package, network: &Package) -> Compiled {
+    let network = &network.sections;
     let mut b = Builder {
         chains: Vec::new(),
         rules: BTreeMap::new(),
         notes: Vec::new(),
     };
-    let defaults = firewall.iter().find(|s| s.kind == "defaults");
+    let defaults = firewall.sections.iter().find(|s| s.kind == "defaults");
     let policy = |s: Option<&Section>, key: &str, fallback: &str| -> String {
-        s.and_then(|s| s.get(key))
+        s.and_then(|s| s.opt(key))
             .and_then(parse_policy)
             .unwrap_or(fallback)
             .to_string()
@@ -93,21 +110,21 @@ pub fn compile(firewall_text: &str, network_text: &str) -> Result<Compiled, Veri
     let def_input = policy(defaults, "input", "drop");
     let def_output = policy(defaults, "output", "drop");
     let def_forward = policy(defaults, "forward", "drop");
-    let flag = |s: Option<&Section>, key: &str| s.and_then(|s| s.get(key)).is_some_and(is_true);
+    let flag = |s: Option<&Section>, key: &str| s.and_then(|s| s.opt(key)).is_some_and(is_true);
     let drop_invalid = flag(defaults, "drop_invalid");
     let synflood = flag(defaults, "synflood_protect") || flag(defaults, "syn_flood");
 
     let mut zones: Vec<Zone> = Vec::new();
-    for s in firewall.iter().filter(|s| s.kind == "zone") {
-        if s.get("enabled").is_some_and(is_false) {
+    for s in firewall.sections.iter().filter(|s| s.kind == "zone") {
+        if s.opt("enabled").is_some_and(is_false) {
             continue;
         }
-        let Some(name) = s.get("name").map(str::to_string) else {
+        let Some(name) = s.opt("name").map(str::to_string) else {
             b.notes.push((
                 Severity::Warning,
                 format!(
-                    "firewall line {}: zone without a name is skipped (as fw4 does)",
-                    s.line
+                    "firewall {}: zone without a name is skipped (as fw4 does)",
+                    section_id(firewall, s)
                 ),
             ));
             continue;
@@ -159,9 +176,9 @@ pub fn compile(firewall_text: &str, network_text: &str) -> Result<Compiled, Veri
             input,
             output,
             forward,
-            masq: s.get("masq").is_some_and(is_true),
-            log: s.get("log").is_some_and(is_true),
-            family: s.get("family").map_or(0, parse_family),
+            masq: s.opt("masq").is_some_and(is_true),
+            log: s.opt("log").is_some_and(is_true),
+            family: s.opt("family").map_or(0, parse_family),
             sflags,
             dflags,
         });
@@ -170,27 +187,34 @@ pub fn compile(firewall_text: &str, network_text: &str) -> Result<Compiled, Veri
         zones.iter().position(|z| z.name == name)
     }
 
-    // Rules, then forwardings, then redirects: fw4's order.
-    for (rule_no, s) in firewall.iter().filter(|s| s.kind == "rule").enumerate() {
+    // Rules, then forwardings, then redirects: fw4's order since its test
+    // 01_configuration/02_rule_order (early fw4 parsed forwardings first). Within a
+    // type, package order, which `uci reorder` changes.
+    for (rule_no, s) in firewall
+        .sections
+        .iter()
+        .filter(|s| s.kind == "rule")
+        .enumerate()
+    {
         let id = s
             .name
             .clone()
             .unwrap_or_else(|| format!("@rule[{rule_no}]"));
-        if s.get("enabled").is_some_and(is_false) {
+        if s.opt("enabled").is_some_and(is_false) {
             continue;
         }
         compile_rule(&mut b, &mut zones, s, &id);
     }
-    for s in firewall.iter().filter(|s| s.kind == "forwarding") {
-        if s.get("enabled").is_some_and(is_false) {
+    for s in firewall.sections.iter().filter(|s| s.kind == "forwarding") {
+        if s.opt("enabled").is_some_and(is_false) {
             continue;
         }
-        let (Some(src), Some(dest)) = (s.get("src"), s.get("dest")) else {
+        let (Some(src), Some(dest)) = (s.opt("src"), s.opt("dest")) else {
             b.notes.push((
                 Severity::Warning,
                 format!(
-                    "firewall line {}: forwarding needs src and dest; skipped",
-                    s.line
+                    "firewall {}: forwarding needs src and dest; skipped",
+                    section_id(firewall, s)
                 ),
             ));
             continue;
@@ -206,15 +230,15 @@ pub fn compile(firewall_text: &str, network_text: &str) -> Result<Compiled, Veri
             b.notes.push((
                 Severity::Warning,
                 format!(
-                    "firewall line {}: forwarding refers to an unknown zone; skipped",
-                    s.line
+                    "firewall {}: forwarding refers to an unknown zone; skipped",
+                    section_id(firewall, s)
                 ),
             ));
             continue;
         }
         let comment = format!(
             "!fw4: {}",
-            s.get("name").map(str::to_string).unwrap_or_else(|| format!(
+            s.opt("name").map(str::to_string).unwrap_or_else(|| format!(
                 "Accept {} to {} forwarding",
                 if src == "*" { "any" } else { src },
                 if dest == "*" { "any" } else { dest }
@@ -233,17 +257,22 @@ pub fn compile(firewall_text: &str, network_text: &str) -> Result<Compiled, Veri
             Some(comment),
         );
     }
-    for (redirect_no, s) in firewall.iter().filter(|s| s.kind == "redirect").enumerate() {
+    for (redirect_no, s) in firewall
+        .sections
+        .iter()
+        .filter(|s| s.kind == "redirect")
+        .enumerate()
+    {
         let id = s
-            .get("name")
+            .opt("name")
             .map(str::to_string)
             .unwrap_or_else(|| format!("@redirect[{redirect_no}]"));
-        if s.get("enabled").is_some_and(is_false) {
+        if s.opt("enabled").is_some_and(is_false) {
             continue;
         }
         compile_redirect(&mut b, &mut zones, s, &id);
     }
-    for s in firewall.iter().filter(|s| {
+    for s in firewall.sections.iter().filter(|s| {
         !matches!(
             s.kind.as_str(),
             "defaults" | "zone" | "rule" | "forwarding" | "redirect"
@@ -251,7 +280,7 @@ pub fn compile(firewall_text: &str, network_text: &str) -> Result<Compiled, Veri
     }) {
         b.notes.push((
             Severity::Info,
-            format!("firewall line {}: `config {}` sections are not modelled (no effect on filtering verdicts assumed)", s.line, s.kind),
+            format!("firewall {}: `config {}` sections are not modelled (no effect on filtering verdicts assumed)", section_id(firewall, s), s.kind),
         ));
     }
 
@@ -527,10 +556,47 @@ pub fn compile(firewall_text: &str, network_text: &str) -> Result<Compiled, Veri
         }
     }
     items.extend(rule_items);
-    Ok(Compiled {
+    Compiled {
         json: json!({ "nftables": items }),
         notes: b.notes,
-    })
+    }
+}
+
+/// Option access with fw4's reading of UCI: an option's value (the last one of a
+/// list), and every value of an option or list, each split on whitespace (fw4's
+/// `to_array`: lists are often written as one space-separated option).
+trait Options {
+    fn opt(&self, key: &str) -> Option<&str>;
+    fn values(&self, key: &str) -> Vec<String>;
+}
+
+impl Options for Section {
+    fn opt(&self, key: &str) -> Option<&str> {
+        match self.get(key)? {
+            UciValue::Single(v) => Some(v),
+            UciValue::List(items) => items.last().map(String::as_str),
+        }
+    }
+
+    fn values(&self, key: &str) -> Vec<String> {
+        self.get_all(key)
+            .into_iter()
+            .flat_map(str::split_whitespace)
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// How fw4 names a section in its warnings: its name, or `@type[index]`.
+fn section_id(package: &Package, section: &Section) -> String {
+    if let Some(name) = &section.name {
+        return name.clone();
+    }
+    let index = package
+        .sections_of(&section.kind)
+        .position(|s| std::ptr::eq(s, section))
+        .unwrap_or(0);
+    format!("@{}[{index}]", section.kind)
 }
 
 fn m(left: Value, op: &str, right: Value) -> Value {
@@ -589,7 +655,7 @@ fn network_device(network: &[Section], name: &str) -> Option<String> {
     let s = network
         .iter()
         .find(|s| s.kind == "interface" && s.name.as_deref() == Some(name))?;
-    let proto = s.get("proto").unwrap_or("none");
+    let proto = s.opt("proto").unwrap_or("none");
     if matches!(proto, "pppoe" | "pppoa" | "pptp" | "l2tp") {
         return Some(format!(
             "{}-{name}",
@@ -613,10 +679,10 @@ fn network_device(network: &[Section], name: &str) -> Option<String> {
     ) {
         return Some(name.to_string());
     }
-    if let Some(dev) = s.get("device") {
+    if let Some(dev) = s.opt("device") {
         return Some(dev.to_string());
     }
-    if s.get("type") == Some("bridge") {
+    if s.opt("type") == Some("bridge") {
         return Some(format!("br-{name}"));
     }
     s.values("ifname").into_iter().next()
@@ -789,8 +855,8 @@ fn unsupported(option: &str, value: &str) -> Value {
 }
 
 fn compile_rule(b: &mut Builder, zones: &mut [Zone], s: &Section, id: &str) {
-    let name = s.get("name").unwrap_or(id).to_string();
-    let target = s.get("target").map(|t| t.to_ascii_lowercase());
+    let name = s.opt("name").unwrap_or(id).to_string();
+    let target = s.opt("target").map(|t| t.to_ascii_lowercase());
     let target = match target.as_deref() {
         None => None,
         Some(t) => match [
@@ -816,8 +882,8 @@ fn compile_rule(b: &mut Builder, zones: &mut [Zone], s: &Section, id: &str) {
             }
         },
     };
-    let src = s.get("src");
-    let dest = s.get("dest");
+    let src = s.opt("src");
+    let dest = s.opt("dest");
     for z in [src, dest].into_iter().flatten() {
         if z != "*" && !zones.iter().any(|zone| zone.name == z) {
             b.notes.push((
@@ -867,15 +933,15 @@ fn compile_rule(b: &mut Builder, zones: &mut [Zone], s: &Section, id: &str) {
 
     let mut extra: Vec<Value> = Vec::new();
     for opt in UNMODELLED_RULE_OPTIONS {
-        if let Some(v) = s.get(opt) {
+        if let Some(v) = s.opt(opt) {
             extra.push(unsupported(opt, v));
             b.notes.push((Severity::Warning, format!("rule {name}: option `{opt}` is not modelled; the cells it touches are reported unknown")));
         }
     }
-    let limit = s.get("limit").map(|l| json!({"limit": {"rate": l}}));
-    let iface = s.get("device").map(|d| {
+    let limit = s.opt("limit").map(|l| json!({"limit": {"rate": l}}));
+    let iface = s.opt("device").map(|d| {
         let key = if s
-            .get("direction")
+            .opt("direction")
             .is_some_and(|d| d == "out" || d == "egress")
         {
             "oifname"
@@ -932,7 +998,7 @@ fn compile_rule(b: &mut Builder, zones: &mut [Zone], s: &Section, id: &str) {
         .cloned()
         .collect();
     let (has4, has6) = fam_of(&all_ips);
-    let explicit_family = s.get("family").map(parse_family);
+    let explicit_family = s.opt("family").map(parse_family);
     let icmp_types = s.values("icmp_type");
 
     for proto in &protos {
@@ -1070,7 +1136,7 @@ fn compile_rule(b: &mut Builder, zones: &mut [Zone], s: &Section, id: &str) {
 }
 
 fn compile_redirect(b: &mut Builder, zones: &mut [Zone], s: &Section, name: &str) {
-    let target = s.get("target").unwrap_or("dnat").to_ascii_lowercase();
+    let target = s.opt("target").unwrap_or("dnat").to_ascii_lowercase();
     if target != "dnat" {
         b.notes.push((
             Severity::Info,
@@ -1080,7 +1146,7 @@ fn compile_redirect(b: &mut Builder, zones: &mut [Zone], s: &Section, name: &str
         ));
         return;
     }
-    let Some(src) = s.get("src").filter(|z| *z != "*") else {
+    let Some(src) = s.opt("src").filter(|z| *z != "*") else {
         b.notes.push((
             Severity::Warning,
             format!("redirect {name}: DNAT needs a source zone; skipped (as fw4 does)"),
@@ -1095,28 +1161,28 @@ fn compile_redirect(b: &mut Builder, zones: &mut [Zone], s: &Section, name: &str
         return;
     };
     zones[zi].dflags.insert("dnat".into());
-    let dest_ip = s.get("dest_ip").and_then(parse_addr);
+    let dest_ip = s.opt("dest_ip").and_then(parse_addr);
     let mut protos: Vec<String> = s.values("proto");
     if protos.is_empty() || protos.iter().any(|p| p == "tcpudp") {
         protos = vec!["tcp".into(), "udp".into()];
     }
     for proto in protos {
         let mut exprs = vec![m(json!({"meta": {"key": "nfproto"}}), "==", json!("ipv4"))];
-        if let Some(sip) = s.get("src_ip").and_then(parse_addr) {
+        if let Some(sip) = s.opt("src_ip").and_then(parse_addr) {
             exprs.push(m(
                 json!({"payload": {"protocol": "ip", "field": "saddr"}}),
                 "==",
                 sip.1,
             ));
         }
-        if let Some(dip) = s.get("src_dip").and_then(parse_addr) {
+        if let Some(dip) = s.opt("src_dip").and_then(parse_addr) {
             exprs.push(m(
                 json!({"payload": {"protocol": "ip", "field": "daddr"}}),
                 "==",
                 dip.1,
             ));
         }
-        let sdport = s.get("src_dport").and_then(parse_port);
+        let sdport = s.opt("src_dport").and_then(parse_port);
         if let Some(p) = &sdport {
             exprs.push(m(
                 json!({"payload": {"protocol": proto, "field": "dport"}}),
@@ -1128,8 +1194,8 @@ fn compile_redirect(b: &mut Builder, zones: &mut [Zone], s: &Section, name: &str
         }
         exprs.push(json!({"counter": {"packets": 0, "bytes": 0}}));
         let port = s
-            .get("dest_port")
-            .or(s.get("src_dport"))
+            .opt("dest_port")
+            .or(s.opt("src_dport"))
             .and_then(|p| p.split(['-', ':']).next()?.parse::<u16>().ok());
         let mut dnat = json!({"family": "ip"});
         match &dest_ip {

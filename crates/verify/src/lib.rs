@@ -20,7 +20,6 @@ mod render;
 mod report;
 mod space;
 mod topology;
-pub mod uci;
 
 pub use compile::Program;
 pub use eval::{Fate, RouteTarget, Routes};
@@ -75,7 +74,10 @@ pub fn verify_uci(
     firewall_text: &str,
     network_text: &str,
 ) -> Result<Report, VerifyError> {
-    let compiled = fw4::compile(firewall_text, network_text)?;
+    verify_compiled(d, fw4::compile(firewall_text, network_text)?)
+}
+
+fn verify_compiled(d: &Deployment, compiled: fw4::Compiled) -> Result<Report, VerifyError> {
     let extra = compiled.lints();
     let ruleset = Ruleset::from_value(compiled.json)?;
     let topology = Topology::from_deployment(d);
@@ -165,9 +167,9 @@ pub struct ProbeResult {
 }
 
 /// Verify what sovereign renders for `target`. Linux: the rendered `nftables.json`.
-/// OpenWrt: the rendered firewall and network fragments on top of OpenWrt's stock
-/// `/etc/config/firewall` and `network` (zones lan and wan, their default rules),
-/// because the fragments hold only the sections sovereign owns.
+/// OpenWrt: the rendered `sovereign.uci` run, as `uci batch` would, over a fresh
+/// OpenWrt's `/etc/config` ([`sovereign_router::openwrt_stock`]), then compiled as
+/// fw4 does: the stock rules and the batch's `reorder`s are part of what is checked.
 pub fn verify_rendered(
     d: &Deployment,
     target: sovereign_model::RouterTarget,
@@ -180,35 +182,58 @@ pub fn verify_rendered(
     let file = |path: &str| {
         rendering
             .file(path)
-            .map(|f| f.contents.clone())
+            .map(|f| f.contents.as_str())
             .ok_or_else(|| VerifyError::Render(format!("the rendering has no {path}")))
     };
     match target {
         sovereign_model::RouterTarget::Linux => {
-            let mut report = verify_nft_json(d, &file("nftables.json")?)?;
+            let mut report = verify_nft_json(d, file("nftables.json")?)?;
             report.input = "rendered Linux nftables.json".into();
             Ok(report)
         }
         sovereign_model::RouterTarget::Openwrt => {
-            let firewall = format!(
-                "{}\n{}",
-                stock::openwrt_firewall(),
-                file("etc/config/firewall")?
-            );
-            let network = format!(
-                "{}\n{}",
-                stock::openwrt_network(d),
-                file("etc/config/network").unwrap_or_default()
-            );
-            let mut report = verify_uci(d, &firewall, &network)?;
-            report.input =
-                "rendered OpenWrt UCI on top of the stock firewall and network config".into();
+            let config = openwrt_after_batch(d, file("sovereign.uci")?)?;
+            let mut report = verify_openwrt_config(d, &config)?;
+            report.input = "rendered sovereign.uci applied to a stock OpenWrt 23.05 config".into();
             Ok(report)
         }
     }
 }
 
-mod stock;
+/// Verify an OpenWrt config held in memory (its `firewall` and `network` packages),
+/// e.g. the result of [`openwrt_after_batch`]. Sections count in package order.
+pub fn verify_openwrt_config(
+    d: &Deployment,
+    config: &sovereign_router::uci::Config,
+) -> Result<Report, VerifyError> {
+    let package = |name: &str| config.package(name).cloned().unwrap_or_default();
+    verify_compiled(
+        d,
+        fw4::compile_packages(&package("firewall"), &package("network")),
+    )
+}
+
+/// A stock OpenWrt config after `uci batch < sovereign.uci`, applied by the router
+/// crate's interpreter (strict: a command `uci` would skip with an error fails here,
+/// naming its line).
+pub fn openwrt_after_batch(
+    d: &Deployment,
+    batch: &str,
+) -> Result<sovereign_router::uci::Config, VerifyError> {
+    let uci_error = |file: &str, e: sovereign_router::uci::UciError| VerifyError::Uci {
+        file: file.to_string(),
+        line: e.line,
+        message: e.message,
+    };
+    let mut config = sovereign_router::openwrt_stock::config(d)
+        .map_err(|(package, e)| uci_error(&format!("stock /etc/config/{package}"), e))?;
+    let commands =
+        sovereign_router::uci::parse_batch(batch).map_err(|e| uci_error("sovereign.uci", e))?;
+    config
+        .apply(&commands)
+        .map_err(|e| uci_error("sovereign.uci", e))?;
+    Ok(config)
+}
 
 #[cfg(test)]
 mod tests;

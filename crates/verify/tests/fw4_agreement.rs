@@ -113,3 +113,41 @@ fn a_port_forward_to_the_api_is_an_error() {
     );
     assert!(!report.holds());
 }
+
+#[test]
+fn uci_errors_name_the_file_and_line() {
+    let d = Deployment::reference();
+    let err = verify_uci(&d, "config zone\n\toption name 'vpn\n", &fixture("network")).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("firewall line 2:") && text.contains("unterminated"),
+        "{text}"
+    );
+    let err = verify_uci(&d, &fixture("firewall"), "option a b\n").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("network line 1:") && text.contains("before any `config`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn space_separated_values_and_trailing_comments_read_as_fw4_does() {
+    let firewall = fixture("firewall")
+        + "\nconfig rule # a user's rule\n\toption name 'Open-Web' # web\n\toption src 'wan'\n\toption proto 'tcp'\n\toption dest_port '80 443'\n\toption target 'ACCEPT'\n";
+    let json: serde_json::Value =
+        serde_json::from_str(&uci_to_nft_json(&firewall, &fixture("network")).unwrap()).unwrap();
+    let rule = json["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["rule"]["comment"] == "!fw4: Open-Web")
+        .expect("the rule is compiled");
+    let ports = rule["rule"]["expr"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|e| e["match"]["right"]["set"].as_array())
+        .expect("dport set");
+    assert_eq!(ports, &vec![serde_json::json!(80), serde_json::json!(443)]);
+}
