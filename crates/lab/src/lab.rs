@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddrV4;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -330,6 +331,111 @@ impl Lab {
         Ok(output.lines().map(str::to_string).collect())
     }
 
+    /// Move a VPN client's tunnel to a new UDP port (`0`: one the client picks) and
+    /// send a keepalive from it at once, so the router sees a *new* flow to its
+    /// WireGuard port, the first packet of which its firewall decides afresh. Without
+    /// this, the tunnel's conntrack entry from `up` keeps it working whatever the
+    /// ruleset now says about new flows. Returns the client's new underlay endpoint.
+    pub fn refresh_client_underlay(
+        &self,
+        client_key: &str,
+        port: u16,
+    ) -> Result<SocketAddrV4, LabError> {
+        let node = self
+            .state
+            .topology
+            .node(client_key)
+            .ok_or_else(|| LabError::Unsupported(format!("no node {client_key}")))?;
+        let tunnel = node
+            .tunnel
+            .as_ref()
+            .ok_or_else(|| LabError::Unsupported(format!("{client_key} is not a VPN client")))?;
+        let router_public = self.router_public_key()?;
+        let keepalive = self.client_keepalive(&tunnel.interface);
+        let port_text = port.to_string();
+        let wg = |args: &[&str]| system::run_in(&node.netns, "wg", args, None);
+        // wireguard-go sends a keepalive at once when persistent keepalive is turned
+        // on; turning it off first makes the second call "turn it on".
+        wg(&[
+            "set",
+            &tunnel.interface,
+            "listen-port",
+            &port_text,
+            "peer",
+            &router_public,
+            "persistent-keepalive",
+            "off",
+        ])?;
+        let on = keepalive.unwrap_or(1).to_string();
+        wg(&[
+            "set",
+            &tunnel.interface,
+            "peer",
+            &router_public,
+            "persistent-keepalive",
+            &on,
+        ])?;
+        if keepalive.is_none() {
+            wg(&[
+                "set",
+                &tunnel.interface,
+                "peer",
+                &router_public,
+                "persistent-keepalive",
+                "off",
+            ])?;
+        }
+        let listening = wg(&["show", &tunnel.interface, "listen-port"])?;
+        let port = listening
+            .trim()
+            .parse::<u16>()
+            .map_err(|_| LabError::Command {
+                command: format!("wg show {} listen-port", tunnel.interface),
+                detail: format!("unexpected output {listening:?}"),
+            })?;
+        Ok(SocketAddrV4::new(node.address, port))
+    }
+
+    /// The router's current endpoint of each peer, by public key (`wg show <if> endpoints`).
+    pub fn router_endpoints(&self) -> Result<BTreeMap<String, SocketAddrV4>, LabError> {
+        let d = &self.state.topology.deployment;
+        let output = system::run_in(
+            &self.state.topology.router().netns,
+            "wg",
+            &["show", &d.wireguard.interface, "endpoints"],
+            None,
+        )?;
+        Ok(output
+            .lines()
+            .filter_map(|line| {
+                let (key, endpoint) = line.split_once('\t')?;
+                Some((key.to_string(), endpoint.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
+    fn router_public_key(&self) -> Result<String, LabError> {
+        let d = &self.state.topology.deployment;
+        let output = system::run_in(
+            &self.state.topology.router().netns,
+            "wg",
+            &["show", &d.wireguard.interface, "public-key"],
+            None,
+        )?;
+        Ok(output.trim().to_string())
+    }
+
+    /// The rendered client config's PersistentKeepalive, in seconds.
+    fn client_keepalive(&self, interface: &str) -> Option<u16> {
+        let text = fs::read_to_string(self.dir.join(format!("{interface}.conf"))).ok()?;
+        text.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            key.trim()
+                .eq_ignore_ascii_case("persistentkeepalive")
+                .then(|| value.trim().parse().ok())?
+        })
+    }
+
     fn build(
         &mut self,
         secrets: &RouterSecrets,
@@ -471,6 +577,28 @@ impl Lab {
             None,
         )?;
         Ok(())
+    }
+
+    /// Load an nftables JSON document into the router (`nft -j -f FILE`), e.g. a
+    /// mutant of the rendered ruleset; nft applies it atomically or not at all.
+    pub fn load_ruleset(&self, file: &Path) -> Result<(), LabError> {
+        system::run_in(
+            &self.state.topology.router().netns,
+            "nft",
+            &["-j", "-f", &file.to_string_lossy()],
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// What the router runs: `nft -j list ruleset`.
+    pub fn list_ruleset(&self) -> Result<String, LabError> {
+        system::run_in(
+            &self.state.topology.router().netns,
+            "nft",
+            &["-j", "list", "ruleset"],
+            None,
+        )
     }
 
     /// Remove every rule from the router (the control run).

@@ -21,6 +21,7 @@ mod wgquick;
 
 pub mod agent;
 pub mod bench;
+pub mod differential;
 pub mod http;
 pub mod lab;
 pub mod prereq;

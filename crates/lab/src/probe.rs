@@ -4,10 +4,11 @@
 //! A TCP port counts as open only after an application-level answer: through the
 //! userspace tunnel a rejected connect() occasionally reports success and the
 //! error only surfaces on the first read (research/lab-feasibility.md §6). The
-//! WireGuard port counts as open when the clients' tunnels received bytes during
-//! the run. The control run repeats everything with the router's ruleset flushed:
+//! WireGuard port counts as open when a new flow from each client's tunnel (a fresh
+//! UDP port) reached the router. The control run repeats everything with the router's ruleset flushed:
 //! every cell must then open, so no deny passes because a listener or route is missing.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
@@ -16,6 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sovereign_model::{Destination, Expect, Isolation, Source, intent};
 
+use crate::differential::{self, StaticVerdict};
 use crate::topology::{
     DNS_PORT, INTERNET_HOST, PEER_SERVICE_PORT, ROUTER_SERVICE_PORT, Role, Service, Topology,
     WEB_PORT, server_other_port,
@@ -48,8 +50,9 @@ pub enum Method {
     },
     /// Send a datagram and require the echo.
     Udp { target: SocketAddrV4 },
-    /// The client's tunnel received bytes from the router's WireGuard port during the run.
-    WireguardRx {
+    /// A new flow from the client's tunnel (a fresh UDP port) reached the router's
+    /// WireGuard port: the router learned the client's new endpoint.
+    Wireguard {
         client: String,
         interface: String,
         endpoint: SocketAddrV4,
@@ -61,11 +64,11 @@ impl Method {
         match self {
             Method::Tcp { target, .. } => format!("{src} -> {target}/tcp"),
             Method::Udp { target } => format!("{src} -> {target}/udp"),
-            Method::WireguardRx {
+            Method::Wireguard {
                 endpoint,
                 interface,
                 ..
-            } => format!("{src} -> {endpoint}/udp (WireGuard, {interface} rx)"),
+            } => format!("{src} -> {endpoint}/udp (WireGuard, {interface} from a new port)"),
         }
     }
 }
@@ -129,6 +132,10 @@ pub struct ProbeResult {
     pub probe: String,
     pub observed: Observation,
     pub verdict: Verdict,
+    /// The static verifier's prediction for this probe, from the ruleset the router ran
+    /// (enforced run only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verifier: Option<StaticVerdict>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -139,6 +146,11 @@ pub struct Summary {
     pub leaks: usize,
     pub control_probes: usize,
     pub control_open: usize,
+    /// Probes the static verifier judged, and how many of them it predicted right.
+    pub verifier_probes: usize,
+    pub verifier_agree: usize,
+    /// Why the static verifier could not judge the router's ruleset.
+    pub verifier_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -158,6 +170,7 @@ impl ProbeReport {
         self.summary.failed == 0
             && self.summary.leaks == 0
             && self.summary.control_open == self.summary.control_probes
+            && self.summary.verifier_agree == self.summary.verifier_probes
     }
 }
 
@@ -220,7 +233,7 @@ pub fn plan(t: &Topology) -> (Vec<ProbeSpec>, Vec<NotProbed>) {
                             enforceable: cell.enforceable,
                             from: client.key.clone(),
                             src: client.address,
-                            method: Method::WireguardRx {
+                            method: Method::Wireguard {
                                 client: client.key.clone(),
                                 interface: tunnel.interface.clone(),
                                 endpoint: SocketAddrV4::new(
@@ -301,26 +314,48 @@ pub fn plan(t: &Topology) -> (Vec<ProbeSpec>, Vec<NotProbed>) {
 pub fn probe(lab: &Lab, control: bool) -> Result<ProbeReport, LabError> {
     let topology = lab.topology();
     let (specs, not_probed) = plan(topology);
-    let enforced = run(lab, &specs)?;
+    let round = observe(lab, &specs, None)?;
+    // What the router runs now, read back, is what the static verifier judges.
+    let verifier = lab
+        .list_ruleset()
+        .and_then(|json| {
+            sovereign_verify::Ruleset::parse_json(&json)
+                .map_err(|e| LabError::Render(format!("the verifier cannot read the ruleset: {e}")))
+        })
+        .map(|ruleset| {
+            differential::predict(
+                &ruleset,
+                topology,
+                &specs,
+                &round.underlays,
+                &round.source_ports,
+            )
+        });
+    let (verdicts, verifier_error) = match verifier {
+        Ok(verdicts) => (verdicts.into_iter().map(Some).collect(), None),
+        Err(e) => (vec![None; specs.len()], Some(e.to_string())),
+    };
     let enforced: Vec<ProbeResult> = specs
         .iter()
-        .zip(enforced)
-        .map(|(spec, observed)| {
+        .zip(round.observed)
+        .zip(verdicts)
+        .map(|((spec, observed), verifier)| {
             let verdict = judge(spec, &observed);
             ProbeResult {
                 probe: spec.method.describe(spec.src),
                 spec: spec.clone(),
                 observed,
                 verdict,
+                verifier,
             }
         })
         .collect();
     let mut control_results = Vec::new();
     if control {
         lab.flush_ruleset()?;
-        let observed = run(lab, &specs);
+        let observed = observe(lab, &specs, None);
         let restored = lab.restore_ruleset();
-        let observed = observed?;
+        let observed = observed?.observed;
         restored?;
         control_results = specs
             .iter()
@@ -334,6 +369,7 @@ pub fn probe(lab: &Lab, control: bool) -> Result<ProbeReport, LabError> {
                     Verdict::Fail
                 },
                 observed,
+                verifier: None,
             })
             .collect();
     }
@@ -346,6 +382,16 @@ pub fn probe(lab: &Lab, control: bool) -> Result<ProbeReport, LabError> {
         leaks: count(&enforced, Verdict::Leak),
         control_probes: control_results.len(),
         control_open: count(&control_results, Verdict::Pass),
+        verifier_probes: enforced.iter().filter(|r| r.verifier.is_some()).count(),
+        verifier_agree: enforced
+            .iter()
+            .filter(|r| {
+                r.verifier
+                    .as_ref()
+                    .is_some_and(|v| v.prediction.agrees_with(&r.observed))
+            })
+            .count(),
+        verifier_error,
     };
     Ok(ProbeReport {
         lab: lab.name().to_string(),
@@ -365,14 +411,66 @@ fn judge(spec: &ProbeSpec, observed: &Observation) -> Verdict {
     }
 }
 
-/// Run all probes at once, each from a thread inside its source namespace.
-fn run(lab: &Lab, specs: &[ProbeSpec]) -> Result<Vec<Observation>, LabError> {
+/// What a round observed, and the flows it used (for the static verifier's packets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Round {
+    /// One observation per probe spec, in order.
+    pub observed: Vec<Observation>,
+    /// Each VPN client's tunnel endpoint (underlay address and new UDP port), by node key.
+    pub underlays: BTreeMap<String, SocketAddrV4>,
+    /// Each probe's UDP source port (0: TCP, or picked by the kernel).
+    pub source_ports: Vec<u16>,
+}
+
+/// How long a round waits for the router to learn every client's new tunnel port.
+const UNDERLAY_WAIT: Duration = Duration::from_secs(1);
+
+/// One round of probes, all at once, each from a thread inside its source namespace.
+///
+/// Every flow is new to the router, so its firewall decides each one afresh, the way
+/// the intent (and the static verifier) describe first packets: TCP probes use
+/// fresh connections, and before the round each VPN client moves its tunnel to a new
+/// UDP port and sends a keepalive from it. The WireGuard probe is open when the
+/// router learned that new endpoint, i.e. the new flow reached its WireGuard port.
+///
+/// `first_port`: consecutive UDP ports from here, one per VPN client (its tunnel's new
+/// port), then one per UDP probe (its source port), so no round can ever reuse a
+/// conntrack entry of an earlier one; `None` lets the kernel pick.
+pub fn observe(lab: &Lab, specs: &[ProbeSpec], first_port: Option<u16>) -> Result<Round, LabError> {
     let topology = lab.topology();
-    let clients: Vec<String> = topology.clients().map(|c| c.key.clone()).collect();
-    let before: Vec<u64> = clients
-        .iter()
-        .map(|c| lab.client_transfer(c).map(|t| t.0))
-        .collect::<Result<_, _>>()?;
+    let clients: Vec<(String, String)> = topology
+        .clients()
+        .map(|c| {
+            let peer = &c.tunnel.as_ref().expect("clients have tunnels").peer_name;
+            let key = topology
+                .deployment
+                .peer(peer)
+                .map(|p| p.public_key.clone())
+                .unwrap_or_default();
+            (c.key.clone(), key)
+        })
+        .collect();
+    let port = |offset: usize| first_port.map_or(0, |p| p.wrapping_add(offset as u16));
+    let mut expected = Vec::new();
+    for (index, (client, _)) in clients.iter().enumerate() {
+        expected.push(lab.refresh_client_underlay(client, port(index))?);
+    }
+    let learned = |endpoints: &std::collections::BTreeMap<String, SocketAddrV4>| -> Vec<bool> {
+        clients
+            .iter()
+            .zip(&expected)
+            .map(|((_, key), endpoint)| endpoints.get(key) == Some(endpoint))
+            .collect()
+    };
+    // The probes towards a VPN client need the router to know where the client now is.
+    let deadline = std::time::Instant::now() + UNDERLAY_WAIT;
+    while !learned(&lab.router_endpoints()?).iter().all(|l| *l)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut udp_index = clients.len();
+    let mut source_ports = Vec::new();
     let handles: Vec<_> = specs
         .iter()
         .map(|spec| {
@@ -383,10 +481,18 @@ fn run(lab: &Lab, specs: &[ProbeSpec]) -> Result<Vec<Observation>, LabError> {
                 .clone();
             let method = spec.method.clone();
             let src = spec.src;
+            let source_port = match method {
+                Method::Udp { .. } => {
+                    udp_index += 1;
+                    port(udp_index - 1)
+                }
+                _ => 0,
+            };
+            source_ports.push(source_port);
             netns::spawn_in(&netns, move || match method {
                 Method::Tcp { target, service } => probe_tcp(src, target, service),
-                Method::Udp { target } => probe_udp(target),
-                Method::WireguardRx { .. } => Observation::Timeout,
+                Method::Udp { target } => probe_udp(target, source_port),
+                Method::Wireguard { .. } => Observation::Timeout,
             })
         })
         .collect();
@@ -394,25 +500,29 @@ fn run(lab: &Lab, specs: &[ProbeSpec]) -> Result<Vec<Observation>, LabError> {
     for handle in handles {
         observed.push(netns::join(handle)?);
     }
-    let after: Vec<u64> = clients
-        .iter()
-        .map(|c| lab.client_transfer(c).map(|t| t.0))
-        .collect::<Result<_, _>>()?;
+    let learned = learned(&lab.router_endpoints()?);
     for (spec, observation) in specs.iter().zip(observed.iter_mut()) {
-        if let Method::WireguardRx { client, .. } = &spec.method {
+        if let Method::Wireguard { client, .. } = &spec.method {
             let i = clients
                 .iter()
-                .position(|c| c == client)
+                .position(|(c, _)| c == client)
                 .expect("client exists");
-            let received = after[i].saturating_sub(before[i]);
-            *observation = if received > 0 {
-                Observation::Open(format!("tunnel rx +{received} bytes"))
+            *observation = if learned[i] {
+                Observation::Open(format!("router learned {}", expected[i]))
             } else {
                 Observation::Timeout
             };
         }
     }
-    Ok(observed)
+    Ok(Round {
+        observed,
+        underlays: clients
+            .into_iter()
+            .map(|(client, _)| client)
+            .zip(expected)
+            .collect(),
+        source_ports,
+    })
 }
 
 fn probe_tcp(_src: Ipv4Addr, target: SocketAddrV4, service: Service) -> Observation {
@@ -453,9 +563,9 @@ fn probe_tcp(_src: Ipv4Addr, target: SocketAddrV4, service: Service) -> Observat
     }
 }
 
-fn probe_udp(target: SocketAddrV4) -> Observation {
+fn probe_udp(target: SocketAddrV4, source_port: u16) -> Observation {
     let attempt = || -> io::Result<String> {
-        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, source_port))?;
         socket.connect(target)?;
         socket.set_read_timeout(Some(PROBE_TIMEOUT))?;
         socket.send(b"PROBE")?;
@@ -508,6 +618,11 @@ pub fn render_text(report: &ProbeReport) -> String {
             "expect".to_string(),
             "observed".to_string(),
             "result".to_string(),
+            if control {
+                String::new()
+            } else {
+                "static verifier".to_string()
+            },
         ]];
         for r in results {
             let expect = if control {
@@ -520,6 +635,11 @@ pub fn render_text(report: &ProbeReport) -> String {
                 Verdict::Fail => "MISMATCH",
                 Verdict::Leak => "LEAK (not enforceable: shared L2)",
             };
+            let verifier = match &r.verifier {
+                Some(v) if v.prediction.agrees_with(&r.observed) => v.prediction.label(),
+                Some(v) => format!("{} DISAGREES", v.prediction.label()),
+                None => String::new(),
+            };
             rows.push([
                 format!("{} [{}]", r.spec.source.label(), r.spec.from),
                 r.spec.destination.label().to_string(),
@@ -527,9 +647,10 @@ pub fn render_text(report: &ProbeReport) -> String {
                 expect,
                 r.observed.label(),
                 result.to_string(),
+                verifier,
             ]);
         }
-        let mut widths = [0usize; 6];
+        let mut widths = [0usize; 7];
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.len());
@@ -569,6 +690,18 @@ pub fn render_text(report: &ProbeReport) -> String {
         "\nsummary: {} probes, {} as intended, {} mismatches, {} detected leaks; control: {} of {} open",
         s.probes, s.passed, s.failed, s.leaks, s.control_open, s.control_probes
     );
+    match &s.verifier_error {
+        Some(e) => {
+            let _ = writeln!(out, "static verifier: not judged: {e}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "static verifier agrees on {}/{} probes (the ruleset the router ran, read back with nft -j)",
+                s.verifier_agree, s.verifier_probes
+            );
+        }
+    }
     if s.leaks > 0 {
         let _ = writeln!(
             out,
