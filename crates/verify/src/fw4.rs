@@ -131,14 +131,14 @@ pub fn compile_packages(firewall: &Package, network: &Package) -> Compiled {
         };
         let mut devices = Vec::new();
         for net in s.values("network") {
-            match network_device(&network, &net) {
+            match network_device(network, &net) {
                 Some(dev) => devices.push(dev),
                 None => b.notes.push((
                     Severity::Warning,
                     format!("zone {name}: network `{net}` has no device in the network config; assuming device `{net}`"),
                 )),
             }
-            if network_device(&network, &net).is_none() {
+            if network_device(network, &net).is_none() {
                 devices.push(net.clone());
             }
         }
