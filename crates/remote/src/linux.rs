@@ -127,6 +127,7 @@ impl TargetScripts for Scripts<'_> {
             .map_err(|e| format!("cannot read the router's live WireGuard config: {e}"))?;
         let staged_wg = wgconf::summary(&self.0.wg_config)
             .map_err(|e| format!("the rendered WireGuard config is malformed: {e}"))?;
+        let live_wg = wgconf::without_learned_endpoints(live_wg, &staged_wg);
         diff.push_str(&unified_diff(
             &lines(&live_wg),
             &lines(&staged_wg),

@@ -118,9 +118,45 @@ pub fn summary(text: &str) -> Result<Vec<String>, WgConfError> {
     Ok(lines)
 }
 
+/// `live` without the endpoints the router learned from roaming peers: `wg showconf`
+/// lists the address a peer last sent from, but a config that sets no endpoint for
+/// that peer leaves it alone (`wg syncconf` keeps it), so it is state, not drift.
+pub fn without_learned_endpoints(live: Vec<String>, configured: &[String]) -> Vec<String> {
+    let pinned = |peer: &str| {
+        configured
+            .iter()
+            .any(|line| line.starts_with(&format!("peer {peer} endpoint ")))
+    };
+    live.into_iter()
+        .filter(|line| {
+            let mut words = line.split(' ');
+            match (words.next(), words.next(), words.next()) {
+                (Some("peer"), Some(peer), Some("endpoint")) => pinned(peer),
+                _ => true,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn learned_endpoints_are_not_drift_but_pinned_ones_are_compared() {
+        let live = summary(
+            "[Interface]\nListenPort = 51820\n[Peer]\nPublicKey = A=\nEndpoint = 203.0.113.20:57203\n\
+             [Peer]\nPublicKey = B=\nEndpoint = 198.51.100.7:51820\n",
+        )
+        .unwrap();
+        let rendered =
+            summary("[Interface]\nListenPort = 51820\n[Peer]\nPublicKey = A=\n[Peer]\nPublicKey = B=\nEndpoint = 198.51.100.9:51820\n")
+                .unwrap();
+        let kept = without_learned_endpoints(live, &rendered);
+        assert!(!kept.iter().any(|l| l.contains("203.0.113.20")), "{kept:?}");
+        assert!(kept.contains(&"peer B= endpoint 198.51.100.7:51820".to_string()));
+        assert!(kept.contains(&"peer A=".to_string()));
+    }
 
     #[test]
     fn summaries_ignore_order_and_hide_secrets() {
