@@ -31,7 +31,7 @@ use crate::probe::{Method, Observation, ProbeSpec};
 use crate::topology::{Role, Topology};
 
 /// What a probe observed, in the classes the static verifier can predict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Class {
     Open,
@@ -93,9 +93,10 @@ pub struct StaticVerdict {
 pub fn classify(observed: &Observation) -> Option<Class> {
     match observed {
         Observation::Open(_) => Some(Class::Open),
-        Observation::Refused | Observation::Prohibited | Observation::NoRoute => {
-            Some(Class::Rejected)
-        }
+        Observation::Refused
+        | Observation::Prohibited
+        | Observation::NoRoute
+        | Observation::HungUp => Some(Class::Rejected),
         Observation::Timeout => Some(Class::Dropped),
         Observation::Error(_) => None,
     }

@@ -24,6 +24,7 @@ pub mod bench;
 pub mod differential;
 pub mod http;
 pub mod lab;
+pub mod mutate;
 pub mod prereq;
 pub mod probe;
 pub mod slot;

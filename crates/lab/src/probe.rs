@@ -94,6 +94,10 @@ pub enum Observation {
     /// No answer within the timeout (a firewall drop).
     Timeout,
     NoRoute,
+    /// The connection attempt was hung up without an error code: a reset or an ICMP
+    /// error arrived, but the kernel kept no code for it. Seen only through the
+    /// userspace tunnel, in the same race as the false connects (a rejected probe).
+    HungUp,
     Error(String),
 }
 
@@ -110,6 +114,7 @@ impl Observation {
             Observation::Prohibited => "PROHIBITED".into(),
             Observation::Timeout => "TIMEOUT".into(),
             Observation::NoRoute => "NOROUTE".into(),
+            Observation::HungUp => "HUNG UP".into(),
             Observation::Error(e) => format!("ERROR {e}"),
         }
     }
@@ -585,6 +590,11 @@ fn probe_udp(target: SocketAddrV4, source_port: u16) -> Observation {
 }
 
 fn classify(e: &io::Error) -> Observation {
+    // std's connect_timeout reports a POLLHUP with no pending socket error this way;
+    // there is no error code to match.
+    if e.raw_os_error().is_none() && e.to_string().contains("after POLLHUP") {
+        return Observation::HungUp;
+    }
     match e.raw_os_error() {
         Some(libc::ECONNREFUSED) => Observation::Refused,
         Some(libc::EHOSTUNREACH | libc::EACCES | libc::EPERM) => Observation::Prohibited,
