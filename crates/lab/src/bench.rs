@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use sovereign_ollama::check::{CheckOptions, CheckReport};
+
 use crate::http::Connection;
 use crate::topology::Role;
 use crate::{Lab, LabError, netns};
@@ -19,6 +21,8 @@ pub struct BenchOptions {
     pub samples: usize,
     /// Seconds per bulk transfer (each direction, each path); 0 skips them.
     pub bulk_seconds: f64,
+    /// Whole `sovereign check` runs per path; 0 skips them.
+    pub check_runs: usize,
 }
 
 impl Default for BenchOptions {
@@ -26,6 +30,7 @@ impl Default for BenchOptions {
         BenchOptions {
             samples: 1000,
             bulk_seconds: 2.0,
+            check_runs: 5,
         }
     }
 }
@@ -74,6 +79,29 @@ pub struct BenchReport {
     pub tunnel: PathBench,
     pub direct: PathBench,
     pub ratios: Vec<Ratio>,
+    /// The conformance check (`sovereign check`) through the tunnel and directly.
+    pub check: Option<CheckBench>,
+}
+
+/// Whole `sovereign check` runs against the lab's API server on one path.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckPath {
+    pub runs: usize,
+    /// Runs in which every check passed.
+    pub passed_runs: usize,
+    /// The whole run, as the check reports it.
+    pub duration: Stats,
+    /// Time to first token of every streamed generation of every run.
+    pub first_token: Stats,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckBench {
+    pub tunnel: CheckPath,
+    pub direct: CheckPath,
+    /// Tunnel divided by direct.
+    pub duration_ratio: Ratio,
+    pub first_token_ratio: Ratio,
 }
 
 /// Measure both paths. The bulk phase stops the API server for a moment (the
@@ -197,6 +225,22 @@ pub fn bench(lab: &mut Lab, options: &BenchOptions) -> Result<BenchReport, LabEr
             });
         }
     }
+    let check = if options.check_runs > 0 {
+        let tunnel = check_path(&client.netns, target, options.check_runs)?;
+        let direct = check_path(&direct_node.netns, target, options.check_runs)?;
+        Some(CheckBench {
+            duration_ratio: ratio("check_duration", &tunnel.duration, &direct.duration),
+            first_token_ratio: ratio(
+                "check_first_token",
+                &tunnel.first_token,
+                &direct.first_token,
+            ),
+            tunnel,
+            direct,
+        })
+    } else {
+        None
+    };
     Ok(BenchReport {
         lab: lab.name().to_string(),
         wireguard: "wireguard-go (userspace)".into(),
@@ -204,6 +248,48 @@ pub fn bench(lab: &mut Lab, options: &BenchOptions) -> Result<BenchReport, LabEr
         tunnel,
         direct,
         ratios,
+        check,
+    })
+}
+
+/// The check's options for the lab's API server: patient enough for a loaded
+/// two-core machine, bounded so a broken path fails instead of hanging.
+pub fn check_options(target: SocketAddrV4) -> CheckOptions {
+    CheckOptions {
+        url: format!("http://{target}"),
+        request_timeout: Duration::from_secs(30),
+        overall_timeout: Duration::from_secs(120),
+        ..CheckOptions::default()
+    }
+}
+
+/// One whole `sovereign check` run (the conformance engine) from inside `netns`.
+pub fn run_check(netns: &str, target: SocketAddrV4) -> Result<CheckReport, LabError> {
+    let options = check_options(target);
+    netns::run_in(netns, move || sovereign_ollama::check::run(&options))
+}
+
+fn check_path(netns: &str, target: SocketAddrV4, runs: usize) -> Result<CheckPath, LabError> {
+    let mut durations = Vec::new();
+    let mut first_tokens = Vec::new();
+    let mut passed_runs = 0;
+    for _ in 0..runs {
+        let report = run_check(netns, target)?;
+        passed_runs += usize::from(report.passed());
+        durations.push(Duration::from_secs_f64(report.duration_ms / 1000.0));
+        first_tokens.extend(
+            report
+                .checks
+                .iter()
+                .filter_map(|c| c.generation.as_ref()?.ttft_ms)
+                .map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+        );
+    }
+    Ok(CheckPath {
+        runs,
+        passed_runs,
+        duration: stats(&mut durations),
+        first_token: stats(&mut first_tokens),
     })
 }
 
@@ -550,6 +636,56 @@ pub fn render_text(report: &BenchReport) -> String {
         "  ({} samples each after {WARM_UP} warm-up; x = tunnel / direct)",
         report.tunnel.connect.samples
     );
+    if let Some(check) = &report.check {
+        let ms = |us: f64| us / 1000.0;
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "  {:<28} {:>14} {:>14} {:>14} {:>14} {:>8} {:>8}",
+            "sovereign check (ms)",
+            "tunnel p50",
+            "tunnel p99",
+            "direct p50",
+            "direct p99",
+            "x p50",
+            "x p99"
+        );
+        for (label, t, d, r) in [
+            (
+                "whole run",
+                &check.tunnel.duration,
+                &check.direct.duration,
+                &check.duration_ratio,
+            ),
+            (
+                "first token, generations",
+                &check.tunnel.first_token,
+                &check.direct.first_token,
+                &check.first_token_ratio,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "  {label:<28} {:>14.1} {:>14.1} {:>14.1} {:>14.1} {:>8.2} {:>8.2}",
+                ms(t.p50_us),
+                ms(t.p99_us),
+                ms(d.p50_us),
+                ms(d.p99_us),
+                r.p50,
+                r.p99
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  ({} runs per path; all checks passed in {} of them through the tunnel, {} directly; \
+             first token over {} and {} streamed generations)",
+            check.tunnel.runs,
+            check.tunnel.passed_runs,
+            check.direct.passed_runs,
+            check.tunnel.first_token.samples,
+            check.direct.first_token.samples
+        );
+    }
     if let (Some(tu), Some(td), Some(du), Some(dd)) = (
         report.tunnel.bulk_upload_mbit_s,
         report.tunnel.bulk_download_mbit_s,

@@ -317,3 +317,41 @@ fn down_by_name_cleans_a_lab_whose_creator_is_gone() {
         Err(sovereign_lab::LabError::NotUp(_))
     ));
 }
+
+#[test]
+fn the_conformance_check_passes_through_the_tunnel_and_from_the_lan() {
+    if !prereq::available_or_skip("the_conformance_check_passes_through_the_tunnel") {
+        return;
+    }
+    let _slot = slot::acquire().unwrap();
+    // lan_api: a LAN device may use the API, so the direct path is a plain LAN host.
+    let mut d = Deployment::reference();
+    d.policy.lan_api = true;
+    let lab = Lab::up(&d, options(1)).unwrap();
+    let d = &lab.topology().deployment;
+    let api = std::net::SocketAddrV4::new(d.server.address, d.server.api_port);
+    for node in ["v1", "dev"] {
+        let netns = &lab.topology().node(node).unwrap().netns;
+        let report = sovereign_lab::bench::run_check(netns, api).unwrap();
+        let table = sovereign_ollama::check::render_table(&report);
+        assert!(report.passed(), "from {node}:\n{table}");
+        assert_eq!(report.summary.skipped, 0, "from {node}:\n{table}");
+        assert!(report.summary.passed > 10, "from {node}:\n{table}");
+        // Streamed generations really streamed through this path.
+        assert!(
+            report
+                .checks
+                .iter()
+                .any(|c| c.generation.as_ref().is_some_and(|g| g.ttft_ms.is_some())),
+            "{table}"
+        );
+    }
+    // The same check from the internet side fails at the first step: the firewall.
+    let net = &lab.topology().node("net").unwrap().netns;
+    let mut options = sovereign_lab::bench::check_options(api);
+    options.request_timeout = Duration::from_secs(2);
+    options.overall_timeout = Duration::from_secs(5);
+    let report =
+        sovereign_lab::run_in_netns(net, move || sovereign_ollama::check::run(&options)).unwrap();
+    assert!(!report.passed());
+}

@@ -423,6 +423,7 @@ fn bench_cmd(context: &Context, args: BenchArgs) -> anyhow::Result<Outcome> {
     let options = BenchOptions {
         samples: args.samples as usize,
         bulk_seconds: args.bulk_seconds,
+        ..BenchOptions::default()
     };
     let report = bench::bench(&mut lab, &options)?;
     if args.json {
