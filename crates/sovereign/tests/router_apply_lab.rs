@@ -312,6 +312,44 @@ fn the_binary_applies_audits_and_inspects_the_lab_router_over_ssh() {
     assert_no_rollback_pending(&rtr, &dev, &sshd);
     mark(&mut timings, "failed validation");
 
+    // 6. An apply whose confirmation never arrives: the new config goes live, then the
+    //    router restores the previous ruleset and peers by itself.
+    let confirmed = std::fs::read_to_string(&run.config).unwrap();
+    std::fs::write(
+        &run.config,
+        replace_line(&confirmed, "vpn_ssh = true", "vpn_ssh = false"),
+    )
+    .unwrap();
+    let before = live_state(&rtr, &wg);
+    let unconfirmed = run.exit(
+        &with_ssh(&["router", "apply", "--confirm-timeout", "10", "--no-confirm"]),
+        1,
+    );
+    let error = String::from_utf8_lossy(&unconfirmed.stderr);
+    assert!(error.contains("rollback is still armed"), "{error}");
+    assert!(
+        !nft_ruleset(&rtr).to_string().contains(ssh_rule),
+        "the unconfirmed config went live"
+    );
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while live_state(&rtr, &wg) != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        live_state(&rtr, &wg),
+        before,
+        "the rollback restored the previous ruleset and peers"
+    );
+    let log = from_lan_device(&dev, &sshd)
+        .run_fresh("cat /tmp/sovereign-rollback.log")
+        .unwrap();
+    assert!(log.stdout.contains("restored"), "{log:?}");
+    assert!(answers(&v1, server_ssh), "VPN -> server:22 is open again");
+    assert!(answers(&v1, server_api), "the lab peer's tunnel survived");
+    std::fs::write(&run.config, confirmed).unwrap();
+    run.json(&with_ssh(&["router", "audit", "--json"]), 0);
+    mark(&mut timings, "unconfirmed apply rolls back");
+
     drop(sshd);
     lab.down().unwrap();
     mark(&mut timings, "teardown");
@@ -477,11 +515,37 @@ fn nft_ruleset(netns: &str) -> Value {
     serde_json::from_str(&in_netns(netns, &["nft", "-j", "list", "ruleset"])).unwrap()
 }
 
-/// The router's table without counter values, and its WireGuard config.
+/// The router's table without counter values, and its WireGuard config with the
+/// peers sorted (wireguard-go lists them in random order) and each key replaced by a
+/// fingerprint, so a failed assertion never prints a secret.
 fn live_state(netns: &str, wg: &str) -> (String, String) {
+    let fingerprint = |secret: &str| {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        secret.hash(&mut hasher);
+        format!("(secret {:016x})", hasher.finish())
+    };
+    let mut sections: Vec<String> = Vec::new();
+    let config = in_netns(netns, &["wg", "showconf", wg]);
+    for line in config.lines().filter(|line| !line.trim().is_empty()) {
+        let line = match line.split_once(" = ") {
+            Some((key @ ("PrivateKey" | "PresharedKey"), secret)) => {
+                format!("{key} = {}", fingerprint(secret))
+            }
+            _ => line.to_string(),
+        };
+        match sections.last_mut() {
+            Some(section) if !line.starts_with('[') => {
+                section.push_str(&line);
+                section.push('\n');
+            }
+            _ => sections.push(format!("{line}\n")),
+        }
+    }
+    sections.sort();
     (
         in_netns(netns, &["nft", "-s", "list", "table", "inet", "sovereign"]),
-        in_netns(netns, &["wg", "showconf", wg]),
+        sections.concat(),
     )
 }
 
