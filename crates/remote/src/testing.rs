@@ -10,7 +10,7 @@
 //! router's lock and staging dirs never collide with another test's.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -32,23 +32,14 @@ pub const REQUIRED_TOOLS: &[&str] = &[
 /// `Some(reason)` when the fixture cannot run here (not root, a tool missing).
 /// Under `CI=true` a missing prerequisite is a failure, not a skip: this panics.
 pub fn skip_reason() -> Option<String> {
-    let mut problems = Vec::new();
-    if !is_root() {
+    let mut problems = sovereign_testkit::missing_tools(REQUIRED_TOOLS);
+    if !sovereign_testkit::is_root() {
         problems.push("not running as root".to_string());
     }
-    for tool in REQUIRED_TOOLS {
-        if !tool_exists(tool) {
-            problems.push(format!("`{tool}` is not installed"));
-        }
-    }
-    if problems.is_empty() {
+    if sovereign_testkit::skip_or_fail("ssh router fixture", &problems) {
         return None;
     }
-    let reason = problems.join(", ");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true and the ssh router fixture cannot run: {reason}");
-    }
-    Some(reason)
+    Some(problems.join(", "))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -527,24 +518,6 @@ fn run(program: &str, args: &[&str]) -> Result<String, FixtureError> {
         )));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|uid| uid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn tool_exists(tool: &str) -> bool {
-    if tool.contains('/') {
-        return Path::new(tool).exists();
-    }
-    find_program(tool).is_some()
 }
 
 fn find_program(name: &str) -> Option<PathBuf> {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -83,34 +83,6 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// `Ok(())` when the test can run; under CI=true a missing prerequisite panics.
-fn prerequisites() -> Result<(), String> {
-    let missing = (|| {
-        let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
-        let uid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or("?");
-        if uid != "0" {
-            return Err(format!("not root (effective uid {uid})"));
-        }
-        for tool in ["nft", "ip"] {
-            if !Path::new("/usr/sbin").join(tool).exists() && run("which", &[tool]).is_err() {
-                return Err(format!("`{tool}` is not installed"));
-            }
-        }
-        Ok(())
-    })();
-    if let Err(reason) = &missing {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true and the nftables root test cannot run: {reason}");
-        }
-        eprintln!("skipping: {reason}");
-    }
-    missing
-}
-
 /// `nft -j list ruleset` without what differs between loads (handles, metainfo).
 fn listed(ns: &Netns) -> serde_json::Value {
     let text = ns.nft(&["-j", "list", "ruleset"]).unwrap();
@@ -134,7 +106,7 @@ fn strip_handles(value: &mut serde_json::Value) {
 
 #[test]
 fn json_and_text_load_to_the_same_ruleset_and_reload_idempotently() {
-    if prerequisites().is_err() {
+    if !sovereign_testkit::require("nft_netns", &["nft", "ip"], true) {
         return;
     }
     for (name, d) in common::variants() {
@@ -195,7 +167,7 @@ fn json_and_text_load_to_the_same_ruleset_and_reload_idempotently() {
 
 #[test]
 fn the_comparison_notices_a_different_ruleset() {
-    if prerequisites().is_err() {
+    if !sovereign_testkit::require("nft_netns", &["nft", "ip"], true) {
         return;
     }
     let d = common::with_peers(1);

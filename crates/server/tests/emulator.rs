@@ -70,7 +70,7 @@ fn an_unreachable_server_is_reported_not_raised() {
 /// loopback, so status must contradict a deployment that binds the LAN address.
 #[test]
 fn status_end_to_end_with_real_sockets() {
-    if !cfg!(target_os = "linux") || !common::require_tool("ss") {
+    if !cfg!(target_os = "linux") || !sovereign_testkit::require("ss", &["ss"], false) {
         return;
     }
     let emulator = emulator("0.14.0");

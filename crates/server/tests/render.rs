@@ -178,7 +178,7 @@ fn verify(unit: &Path) {
 
 #[test]
 fn unit_and_dropin_pass_systemd_analyze_verify() {
-    if !common::require_tool("systemd-analyze") {
+    if !sovereign_testkit::require("systemd-analyze", &["systemd-analyze"], false) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -224,7 +224,7 @@ fn unit_and_dropin_pass_systemd_analyze_verify() {
 #[test]
 fn verify_catches_a_broken_unit() {
     // Guards the test above: a unit with a misplaced assignment must not pass.
-    if !common::require_tool("systemd-analyze") {
+    if !sovereign_testkit::require("systemd-analyze", &["systemd-analyze"], false) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

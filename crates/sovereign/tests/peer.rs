@@ -101,21 +101,6 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
-fn tool_available(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "CI=true and `{tool}` is missing"
-        );
-        eprintln!("SKIPPED: `{tool}` is not installed");
-    }
-    found
-}
-
 #[test]
 fn lifecycle_add_list_show_export_rotate_revoke() {
     let d = Deployment::new(CONFIG);
@@ -353,7 +338,7 @@ fn device_keyed_peer_gets_a_placeholder_and_a_note() {
 
 #[test]
 fn png_decodes_to_exactly_the_config() {
-    if !tool_available("zbarimg") {
+    if !sovereign_testkit::require("peer show --png", &["zbarimg"], false) {
         return;
     }
     let d = Deployment::new(CONFIG);

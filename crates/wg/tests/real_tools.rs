@@ -9,39 +9,6 @@ use std::process::{Child, Command, Stdio};
 use sovereign_model::{Deployment, Peer, PeerStatus};
 use sovereign_wg::{Key, qr_png, render_client_config};
 
-/// Whether the test may run: true when every tool is on PATH (and, if asked, we are
-/// root). Otherwise prints why and returns false, or panics when CI=true.
-fn prerequisites(tools: &[&str], need_root: bool) -> bool {
-    let mut missing: Vec<String> = tools
-        .iter()
-        .filter(|tool| {
-            !std::env::var_os("PATH")
-                .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-                .unwrap_or(false)
-        })
-        .map(|tool| format!("`{tool}` is not installed"))
-        .collect();
-    if need_root && !is_root() {
-        missing.push("not running as root".into());
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let reason = missing.join(", ");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true and a prerequisite is missing: {reason}");
-    }
-    eprintln!("SKIPPED: {reason}");
-    false
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 fn run(command: &mut Command, stdin: Option<&str>) -> String {
     let mut child = command
         .stdin(Stdio::piped())
@@ -96,7 +63,7 @@ fn fresh_config() -> (String, Key) {
 
 #[test]
 fn wg_pubkey_agrees_with_key_public_key() {
-    if !prerequisites(&["wg"], false) {
+    if !sovereign_testkit::require("real_tools", &["wg"], false) {
         return;
     }
     for _ in 0..16 {
@@ -123,7 +90,7 @@ fn wg_pubkey_agrees_with_key_public_key() {
 
 #[test]
 fn wg_quick_strip_accepts_the_client_config() {
-    if !prerequisites(&["wg-quick", "wg"], false) {
+    if !sovereign_testkit::require("real_tools", &["wg-quick", "wg"], false) {
         return;
     }
     let (config, _) = fresh_config();
@@ -144,7 +111,7 @@ fn wg_quick_strip_accepts_the_client_config() {
 
 #[test]
 fn zbarimg_decodes_the_png_to_exactly_the_config() {
-    if !prerequisites(&["zbarimg"], false) {
+    if !sovereign_testkit::require("real_tools", &["zbarimg"], false) {
         return;
     }
     let (config, _) = fresh_config();
@@ -223,7 +190,11 @@ impl Drop for UserspaceInterface {
 
 #[test]
 fn wg_setconf_accepts_the_stripped_client_config_on_a_real_interface() {
-    if !prerequisites(&["wg", "wg-quick", "wireguard-go", "ip"], true) {
+    if !sovereign_testkit::require(
+        "real_tools",
+        &["wg", "wg-quick", "wireguard-go", "ip"],
+        true,
+    ) {
         return;
     }
     let (config, router) = fresh_config();

@@ -34,20 +34,3 @@ pub fn write(root: &Path, path: &str, contents: &str) {
 pub fn exists(root: &Path, path: &str) -> bool {
     root.join(path.trim_start_matches('/')).exists()
 }
-
-/// Whether `tool` can run here. Missing tools skip the test with a printed reason
-/// locally, and fail it when CI=true.
-pub fn require_tool(tool: &str) -> bool {
-    let found = std::process::Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok();
-    if found {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{tool} is required in CI but is not installed");
-    }
-    eprintln!("SKIPPED: {tool} is not installed");
-    false
-}
