@@ -8,13 +8,15 @@
 //! - the probe's first packet (a new flow), via [`sovereign_verify::evaluate_packet`];
 //! - for TCP, the server's reply and the client's next packet, both `established`;
 //! - for a VPN client at either end, the first packet of the client's tunnel flow to
-//!   the router's WireGuard port (the lab moves each tunnel to a fresh UDP port before
-//!   every round, see [`crate::probe::observe`]), and that flow's later packets.
+//!   the router's WireGuard port (before every round the lab restarts each tunnel on a
+//!   fresh UDP port with a new handshake, see [`crate::probe::observe`]), and that
+//!   flow's later packets, which are `established` once the router answered the
+//!   handshake.
 //!
 //! Observations are compared in three classes: open (an application-level answer),
 //! rejected (an ICMP error or a reset arrived) and dropped (nothing arrived within the
 //! timeout). Two predictions are coarser, and say so: the WireGuard probe sees only
-//! whether the router learned the client's new endpoint (open or closed, never which
+//! whether the router answered the client's new handshake (open or closed, never which
 //! kind of closed), and a TCP connection whose first packet passes but whose later
 //! packets are refused may end either way.
 
@@ -363,16 +365,16 @@ impl<'a> Model<'a> {
             };
         let (target, proto) = match &spec.method {
             Method::Wireguard { client, .. } => {
+                // The handshake is the new flow's first packet; the router's answer
+                // leaves through the output hook, which no ruleset here filters.
                 let tunnel = &tunnels[client];
                 let prediction = match &tunnel.first.0 {
+                    Fate::Accept => Prediction::Open,
                     Fate::Unknown(what) => Prediction::Unknown(what.clone()),
-                    // Open or closed only: the router learns the endpoint or not.
-                    _ if tunnel.carries() => Prediction::Open,
-                    _ => Prediction::Closed,
+                    // The probe sees whether the handshake was answered, nothing finer.
+                    Fate::Drop | Fate::Reject => Prediction::Closed,
                 };
-                let because = (tunnel.first.0 == Fate::Accept && !tunnel.carries())
-                    .then(|| "the tunnel flow's later packets are refused".to_string());
-                return verdict(prediction, &tunnel.first, because);
+                return verdict(prediction, &tunnel.first, None);
             }
             Method::Tcp { target, .. } => (*target, PROTO_TCP),
             Method::Udp { target } => (*target, PROTO_UDP),

@@ -331,11 +331,18 @@ impl Lab {
         Ok(output.lines().map(str::to_string).collect())
     }
 
-    /// Move a VPN client's tunnel to a new UDP port (`0`: one the client picks) and
-    /// send a keepalive from it at once, so the router sees a *new* flow to its
-    /// WireGuard port, the first packet of which its firewall decides afresh. Without
-    /// this, the tunnel's conntrack entry from `up` keeps it working whatever the
-    /// ruleset now says about new flows. Returns the client's new underlay endpoint.
+    /// Restart a VPN client's tunnel on a new UDP port (`0`: one wireguard-go picks)
+    /// with a fresh handshake, so the router sees a *new* flow to its WireGuard port:
+    /// the handshake initiation is its first packet, which the router's firewall
+    /// decides afresh, and once the router answered, every later packet of the flow
+    /// is `established`. Without this, the tunnel's conntrack entry from `up` keeps it
+    /// working whatever the ruleset now says about new flows.
+    ///
+    /// The peer is set up again without a keepalive (so no packet leaves from the old
+    /// port), then the rendered keepalive is turned on, which makes wireguard-go send
+    /// at once: a handshake, since the new peer has no session. The transfer counters
+    /// restart at zero, so received bytes mean the router answered the handshake.
+    /// Returns the client's new underlay endpoint.
     pub fn refresh_client_underlay(
         &self,
         client_key: &str,
@@ -350,40 +357,22 @@ impl Lab {
             .tunnel
             .as_ref()
             .ok_or_else(|| LabError::Unsupported(format!("{client_key} is not a VPN client")))?;
-        let router_public = self.router_public_key()?;
-        let keepalive = self.client_keepalive(&tunnel.interface);
-        let port_text = port.to_string();
+        let base_path = self.dir.join(format!("{}.conf", tunnel.interface));
+        let base = fs::read_to_string(&base_path).map_err(|e| LabError::io(&base_path, e))?;
+        let router_public = wgquick::value(&base, "PublicKey").ok_or_else(|| LabError::State {
+            path: base_path.clone(),
+            detail: "the client config has no [Peer] PublicKey".into(),
+        })?;
+        let keepalive = wgquick::value(&base, "PersistentKeepalive");
+        let round_path = self.dir.join(format!("{}.round.conf", tunnel.interface));
+        write_private(&round_path, &wgquick::with_listen_port(&base, port))?;
         let wg = |args: &[&str]| system::run_in(&node.netns, "wg", args, None);
-        // wireguard-go sends a keepalive at once when persistent keepalive is turned
-        // on; turning it off first makes the second call "turn it on".
-        wg(&[
-            "set",
-            &tunnel.interface,
-            "listen-port",
-            &port_text,
-            "peer",
-            &router_public,
-            "persistent-keepalive",
-            "off",
-        ])?;
-        let on = keepalive.unwrap_or(1).to_string();
-        wg(&[
-            "set",
-            &tunnel.interface,
-            "peer",
-            &router_public,
-            "persistent-keepalive",
-            &on,
-        ])?;
+        wg(&["setconf", &tunnel.interface, &round_path.to_string_lossy()])?;
+        let on = keepalive.clone().unwrap_or_else(|| "1".into());
+        let peer = ["set", &tunnel.interface, "peer", &router_public];
+        wg(&[&peer[..], &["persistent-keepalive", &on]].concat())?;
         if keepalive.is_none() {
-            wg(&[
-                "set",
-                &tunnel.interface,
-                "peer",
-                &router_public,
-                "persistent-keepalive",
-                "off",
-            ])?;
+            wg(&[&peer[..], &["persistent-keepalive", "off"]].concat())?;
         }
         let listening = wg(&["show", &tunnel.interface, "listen-port"])?;
         let port = listening
@@ -394,46 +383,6 @@ impl Lab {
                 detail: format!("unexpected output {listening:?}"),
             })?;
         Ok(SocketAddrV4::new(node.address, port))
-    }
-
-    /// The router's current endpoint of each peer, by public key (`wg show <if> endpoints`).
-    pub fn router_endpoints(&self) -> Result<BTreeMap<String, SocketAddrV4>, LabError> {
-        let d = &self.state.topology.deployment;
-        let output = system::run_in(
-            &self.state.topology.router().netns,
-            "wg",
-            &["show", &d.wireguard.interface, "endpoints"],
-            None,
-        )?;
-        Ok(output
-            .lines()
-            .filter_map(|line| {
-                let (key, endpoint) = line.split_once('\t')?;
-                Some((key.to_string(), endpoint.trim().parse().ok()?))
-            })
-            .collect())
-    }
-
-    fn router_public_key(&self) -> Result<String, LabError> {
-        let d = &self.state.topology.deployment;
-        let output = system::run_in(
-            &self.state.topology.router().netns,
-            "wg",
-            &["show", &d.wireguard.interface, "public-key"],
-            None,
-        )?;
-        Ok(output.trim().to_string())
-    }
-
-    /// The rendered client config's PersistentKeepalive, in seconds.
-    fn client_keepalive(&self, interface: &str) -> Option<u16> {
-        let text = fs::read_to_string(self.dir.join(format!("{interface}.conf"))).ok()?;
-        text.lines().find_map(|line| {
-            let (key, value) = line.split_once('=')?;
-            key.trim()
-                .eq_ignore_ascii_case("persistentkeepalive")
-                .then(|| value.trim().parse().ok())?
-        })
     }
 
     fn build(

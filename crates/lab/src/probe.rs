@@ -4,8 +4,8 @@
 //! A TCP port counts as open only after an application-level answer: through the
 //! userspace tunnel a rejected connect() occasionally reports success and the
 //! error only surfaces on the first read (research/lab-feasibility.md §6). The
-//! WireGuard port counts as open when a new flow from each client's tunnel (a fresh
-//! UDP port) reached the router. The control run repeats everything with the router's ruleset flushed:
+//! WireGuard port counts as open when the router answers each client's handshake
+//! from a fresh UDP port (a new flow). The control run repeats everything with the router's ruleset flushed:
 //! every cell must then open, so no deny passes because a listener or route is missing.
 
 use std::collections::BTreeMap;
@@ -50,8 +50,8 @@ pub enum Method {
     },
     /// Send a datagram and require the echo.
     Udp { target: SocketAddrV4 },
-    /// A new flow from the client's tunnel (a fresh UDP port) reached the router's
-    /// WireGuard port: the router learned the client's new endpoint.
+    /// A handshake from a fresh UDP port of the client (a new flow to the router's
+    /// WireGuard port) was answered.
     Wireguard {
         client: String,
         interface: String,
@@ -68,7 +68,9 @@ impl Method {
                 endpoint,
                 interface,
                 ..
-            } => format!("{src} -> {endpoint}/udp (WireGuard, {interface} from a new port)"),
+            } => format!(
+                "{src} -> {endpoint}/udp (WireGuard handshake, {interface} from a new port)"
+            ),
         }
     }
 }
@@ -427,51 +429,38 @@ pub struct Round {
     pub source_ports: Vec<u16>,
 }
 
-/// How long a round waits for the router to learn every client's new tunnel port.
+/// How long a round waits for every client's fresh handshake.
 const UNDERLAY_WAIT: Duration = Duration::from_secs(1);
 
 /// One round of probes, all at once, each from a thread inside its source namespace.
 ///
 /// Every flow is new to the router, so its firewall decides each one afresh, the way
 /// the intent (and the static verifier) describe first packets: TCP probes use
-/// fresh connections, and before the round each VPN client moves its tunnel to a new
-/// UDP port and sends a keepalive from it. The WireGuard probe is open when the
-/// router learned that new endpoint, i.e. the new flow reached its WireGuard port.
+/// fresh connections, and before the round each VPN client restarts its tunnel on a
+/// new UDP port with a fresh handshake ([`Lab::refresh_client_underlay`]). The
+/// WireGuard probe is open when the router answered that handshake.
 ///
 /// `first_port`: consecutive UDP ports from here, one per VPN client (its tunnel's new
 /// port), then one per UDP probe (its source port), so no round can ever reuse a
 /// conntrack entry of an earlier one; `None` lets the kernel pick.
 pub fn observe(lab: &Lab, specs: &[ProbeSpec], first_port: Option<u16>) -> Result<Round, LabError> {
     let topology = lab.topology();
-    let clients: Vec<(String, String)> = topology
-        .clients()
-        .map(|c| {
-            let peer = &c.tunnel.as_ref().expect("clients have tunnels").peer_name;
-            let key = topology
-                .deployment
-                .peer(peer)
-                .map(|p| p.public_key.clone())
-                .unwrap_or_default();
-            (c.key.clone(), key)
-        })
-        .collect();
+    let clients: Vec<String> = topology.clients().map(|c| c.key.clone()).collect();
     let port = |offset: usize| first_port.map_or(0, |p| p.wrapping_add(offset as u16));
-    let mut expected = Vec::new();
-    for (index, (client, _)) in clients.iter().enumerate() {
-        expected.push(lab.refresh_client_underlay(client, port(index))?);
+    let mut underlays = Vec::new();
+    for (index, client) in clients.iter().enumerate() {
+        underlays.push(lab.refresh_client_underlay(client, port(index))?);
     }
-    let learned = |endpoints: &std::collections::BTreeMap<String, SocketAddrV4>| -> Vec<bool> {
+    // Received bytes: the router answered the client's handshake from its new port.
+    let answered = || -> Result<Vec<bool>, LabError> {
         clients
             .iter()
-            .zip(&expected)
-            .map(|((_, key), endpoint)| endpoints.get(key) == Some(endpoint))
+            .map(|c| lab.client_transfer(c).map(|(rx, _)| rx > 0))
             .collect()
     };
-    // The probes towards a VPN client need the router to know where the client now is.
+    // Probes towards a VPN client need its tunnel up; a blocked one stays down.
     let deadline = std::time::Instant::now() + UNDERLAY_WAIT;
-    while !learned(&lab.router_endpoints()?).iter().all(|l| *l)
-        && std::time::Instant::now() < deadline
-    {
+    while !answered()?.iter().all(|a| *a) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
     let mut udp_index = clients.len();
@@ -505,15 +494,15 @@ pub fn observe(lab: &Lab, specs: &[ProbeSpec], first_port: Option<u16>) -> Resul
     for handle in handles {
         observed.push(netns::join(handle)?);
     }
-    let learned = learned(&lab.router_endpoints()?);
+    let answered = answered()?;
     for (spec, observation) in specs.iter().zip(observed.iter_mut()) {
         if let Method::Wireguard { client, .. } = &spec.method {
             let i = clients
                 .iter()
-                .position(|(c, _)| c == client)
+                .position(|c| c == client)
                 .expect("client exists");
-            *observation = if learned[i] {
-                Observation::Open(format!("router learned {}", expected[i]))
+            *observation = if answered[i] {
+                Observation::Open(format!("handshake from {}", underlays[i]))
             } else {
                 Observation::Timeout
             };
@@ -521,11 +510,7 @@ pub fn observe(lab: &Lab, specs: &[ProbeSpec], first_port: Option<u16>) -> Resul
     }
     Ok(Round {
         observed,
-        underlays: clients
-            .into_iter()
-            .map(|(client, _)| client)
-            .zip(expected)
-            .collect(),
+        underlays: clients.into_iter().zip(underlays).collect(),
         source_ports,
     })
 }

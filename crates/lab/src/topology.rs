@@ -520,6 +520,18 @@ impl Topology {
         steps.push(sysctl(r, "net.bridge.bridge-nf-call-iptables", "0", true));
         steps.push(sysctl(r, "net.bridge.bridge-nf-call-ip6tables", "0", true));
         steps.push(sysctl(r, "net.bridge.bridge-nf-call-arptables", "0", true));
+        // - proxy ARP (the dedicated port's routed /32) answers a broadcast request
+        //   only after a random delay of up to `proxy_delay`; the first connection
+        //   between the server and a LAN host then takes over a second, which a probe's
+        //   1 s timeout reads as a drop. The delay is there to prefer a real host's
+        //   answer; the lab has none to prefer.
+        if d.server.isolation == Isolation::DedicatedPort {
+            for device in [&d.lan.interface, &d.server.router_port] {
+                // Slashes: a device name may contain dots (a VLAN such as eth0.10).
+                let key = format!("net/ipv4/neigh/{device}/proxy_delay");
+                steps.push(sysctl(r, &key, "0", false));
+            }
+        }
         steps
     }
 

@@ -77,6 +77,36 @@ pub fn split(text: &str) -> Result<ClientSetup, String> {
     Ok(setup)
 }
 
+/// The value of the first `key = value` line (keys compare case-insensitively).
+pub fn value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case(key)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// A `wg setconf` config with `ListenPort = port` and no PersistentKeepalive (the
+/// lab turns the keepalive on itself, when the tunnel should send).
+pub fn with_listen_port(setconf: &str, port: u16) -> String {
+    let mut out = String::new();
+    for line in setconf.lines() {
+        let key = line
+            .split_once('=')
+            .map(|(k, _)| k.trim().to_ascii_lowercase());
+        if matches!(key.as_deref(), Some("listenport" | "persistentkeepalive")) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if line.trim().eq_ignore_ascii_case("[interface]") {
+            out.push_str(&format!("ListenPort = {port}\n"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +134,18 @@ mod tests {
     fn a_bad_address_names_its_line() {
         let err = split("[Interface]\nAddress = nonsense\n").unwrap_err();
         assert!(err.starts_with("line 2"), "{err}");
+    }
+
+    #[test]
+    fn a_round_config_moves_the_port_and_drops_the_keepalive() {
+        let base = "[Interface]\nPrivateKey = x\nListenPort = 5\n\n[Peer]\nPublicKey = y\nPersistentKeepalive = 25\n";
+        let round = with_listen_port(base, 20001);
+        assert_eq!(
+            round,
+            "[Interface]\nListenPort = 20001\nPrivateKey = x\n\n[Peer]\nPublicKey = y\n"
+        );
+        assert_eq!(value(base, "persistentkeepalive").as_deref(), Some("25"));
+        assert_eq!(value(base, "PublicKey").as_deref(), Some("y"));
+        assert_eq!(value(&round, "PersistentKeepalive"), None);
     }
 }

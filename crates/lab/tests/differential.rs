@@ -124,7 +124,20 @@ fn the_static_verifier_agrees_with_the_live_lab_on_rendered_and_mutated_rulesets
     let rendered_text = std::fs::read_to_string(lab.router_dir().join("nftables.json")).unwrap();
     let rendered: Value = serde_json::from_str(&rendered_text).unwrap();
 
-    let baseline = judge(&lab, &specs, first_port(0), &rendered_text);
+    // The control round: with the ruleset flushed every probe opens, so no later
+    // "closed" comes from a missing listener or route (and neighbour caches are warm).
+    lab.flush_ruleset().unwrap();
+    let control = probe::observe(&lab, &specs, Some(first_port(0))).unwrap();
+    lab.restore_ruleset().unwrap();
+    for (spec, seen) in specs.iter().zip(&control.observed) {
+        assert!(
+            seen.is_open(),
+            "control: {} {}",
+            spec.method.describe(spec.src),
+            seen.label()
+        );
+    }
+    let baseline = judge(&lab, &specs, first_port(1), &rendered_text);
     assert!(
         baseline.agreement.disagreements.is_empty(),
         "rendered ruleset:\n{}",
@@ -167,7 +180,7 @@ fn the_static_verifier_agrees_with_the_live_lab_on_rendered_and_mutated_rulesets
             continue;
         }
         loaded += 1;
-        let judged = judge(&lab, &specs, first_port(loaded), &text);
+        let judged = judge(&lab, &specs, first_port(loaded + 1), &text);
         probes += judged.agreement.probes;
         let changed = judged
             .observed
@@ -225,7 +238,14 @@ fn the_static_verifier_agrees_with_the_live_lab_on_other_policies() {
         let lab = Lab::up(&d, options(2)).unwrap();
         let (specs, _) = probe::plan(lab.topology());
         let rendered = std::fs::read_to_string(lab.router_dir().join("nftables.json")).unwrap();
-        let judged = judge(&lab, &specs, first_port(0), &rendered);
+        lab.flush_ruleset().unwrap();
+        let control = probe::observe(&lab, &specs, Some(first_port(0))).unwrap();
+        lab.restore_ruleset().unwrap();
+        assert!(
+            control.observed.iter().all(Observation::is_open),
+            "{label}: control"
+        );
+        let judged = judge(&lab, &specs, first_port(1), &rendered);
         assert!(
             judged.agreement.disagreements.is_empty(),
             "{label}:\n{}",
