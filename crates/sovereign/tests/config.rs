@@ -482,7 +482,10 @@ fn plan_lists_router_files_and_creates_no_keys() {
         "plan is offline and must not create the key store"
     );
     let text = stdout(&output);
-    assert!(!text.contains("PrivateKey"), "plan never shows file contents");
+    assert!(
+        !text.contains("PrivateKey"),
+        "plan never shows file contents"
+    );
 }
 
 #[test]
@@ -490,7 +493,11 @@ fn plan_shows_the_verifier_verdict_on_the_rendered_linux_firewall() {
     let dir = config_with(replace("target = \"openwrt\"", "target = \"linux\""));
     let output = sovereign(dir.path(), &["plan", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(json["verifier"]["summary"]["holds"], true, "{}", json["verifier"]);
+    assert_eq!(
+        json["verifier"]["summary"]["holds"], true,
+        "{}",
+        json["verifier"]
+    );
     assert!(json["verifier"]["summary"]["cells"].as_u64().unwrap() > 20);
 }
 
@@ -514,7 +521,12 @@ fn a_closed_pipe_ends_quietly() {
     stdout.read_exact(&mut first).unwrap();
     drop(stdout);
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let status = child.wait().unwrap();
     assert!(!err.contains("panicked"), "{err}");
     assert_ne!(status.code(), Some(101), "a panic exits 101");

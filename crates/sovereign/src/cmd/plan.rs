@@ -2,11 +2,11 @@
 //! deployment), render every artifact in memory and show what would run where.
 
 use serde::Serialize;
-use sovereign_router::{IsolationVerdict, Rendering};
-use sovereign_wg::{KeyStore, RouterSecrets};
 use sovereign_model::{
     BindMode, Deployment, Expect, IntentMatrix, Isolation, Platform, RouterTarget, Warning,
 };
+use sovereign_router::{IsolationVerdict, Rendering};
+use sovereign_wg::{KeyStore, RouterSecrets};
 
 use crate::context::{ConfigSource, Context, Outcome};
 use crate::output::{Table, print_json};
@@ -325,15 +325,26 @@ fn print_router(router: &RouterPlan) {
     let mut table = Table::new(["file", "bytes", "", "purpose"]);
     for file in &router.files {
         let secret = if file.secret { "0600" } else { "" };
-        table.row([file.path.clone(), file.bytes.to_string(), secret.to_string(), file.purpose.clone()]);
+        table.row([
+            file.path.clone(),
+            file.bytes.to_string(),
+            secret.to_string(),
+            file.purpose.clone(),
+        ]);
     }
     for line in table.render().lines() {
         println!("  {line}");
     }
     if router.placeholder_keys {
-        println!("  (no keys yet: rendered with stand-in keys; `sovereign router render` creates the router key)");
+        println!(
+            "  (no keys yet: rendered with stand-in keys; `sovereign router render` creates the router key)"
+        );
     }
-    let verdict = if router.isolation.enforceable { "enforced" } else { "NOT enforceable" };
+    let verdict = if router.isolation.enforceable {
+        "enforced"
+    } else {
+        "NOT enforceable"
+    };
     println!("\nServer isolation: {verdict}: {}", router.isolation.reason);
     if !router.checklist.is_empty() {
         println!("\nBy hand (cannot be scripted)");
