@@ -45,14 +45,5 @@ pub fn missing_programs() -> Vec<&'static str> {
 /// For tests: `true` when the lab can run. Otherwise prints why and returns
 /// `false`, except with `CI=true`, where a missing prerequisite is a failure.
 pub fn available_or_skip(test: &str) -> bool {
-    let missing = missing();
-    if missing.is_empty() {
-        return true;
-    }
-    let reason = missing.join("; ");
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{test}: the lab cannot run in CI: {reason}");
-    }
-    eprintln!("skipping {test}: {reason}");
-    false
+    sovereign_testkit::skip_or_fail(test, &missing())
 }

@@ -12,16 +12,16 @@
 //! a connect() that falsely succeeds through the userspace tunnel is not taken as
 //! open (probes confirm at the application level).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use serde_json::Value;
 use sovereign_lab::differential::{self, Agreement, StaticVerdict, classify};
 use sovereign_lab::mutate::{self, Kind, Palette, Rng};
 use sovereign_lab::probe::{self, Observation, ProbeSpec};
-use sovereign_lab::{AgentCommand, ApiServer, Lab, LabName, LabOptions, prereq, slot};
+use sovereign_lab::{Lab, prereq, slot};
 use sovereign_model::{Deployment, Isolation};
 use sovereign_verify::Ruleset;
 
@@ -29,24 +29,6 @@ use sovereign_verify::Ruleset;
 const MUTANTS: usize = 50;
 /// Give up drawing mutants after this many attempts (nft refuses some).
 const ATTEMPTS: usize = 300;
-
-fn unique_name() -> LabName {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Ordering::SeqCst);
-    LabName::new(&format!("d{}x{n}", std::process::id() % 100_000)).unwrap()
-}
-
-fn options(peers: usize) -> LabOptions {
-    LabOptions {
-        name: unique_name(),
-        peers,
-        agent: AgentCommand {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_sovereign-lab-agent")),
-            args: Vec::new(),
-        },
-        api_server: ApiServer::Emulator,
-    }
-}
 
 fn with_admin_host() -> Deployment {
     let mut d = Deployment::reference();
@@ -119,7 +101,7 @@ fn the_static_verifier_agrees_with_the_live_lab_on_rendered_and_mutated_rulesets
     println!("mutation seed {seed} (rerun with SOVEREIGN_MUTATION_SEED={seed})");
     let _slot = slot::acquire().unwrap();
     let started = Instant::now();
-    let lab = Lab::up(&with_admin_host(), options(2)).unwrap();
+    let lab = Lab::up(&with_admin_host(), common::options('d', 2)).unwrap();
     let (specs, _) = probe::plan(lab.topology());
     let rendered_text = std::fs::read_to_string(lab.router_dir().join("nftables.json")).unwrap();
     let rendered: Value = serde_json::from_str(&rendered_text).unwrap();
@@ -235,7 +217,7 @@ fn the_static_verifier_agrees_with_the_live_lab_on_other_policies() {
     open.policy.vpn_ssh = true;
     for (label, d) in [("shared", shared), ("lan_api and vpn_ssh", open)] {
         let _slot = slot::acquire().unwrap();
-        let lab = Lab::up(&d, options(2)).unwrap();
+        let lab = Lab::up(&d, common::options('d', 2)).unwrap();
         let (specs, _) = probe::plan(lab.topology());
         let rendered = std::fs::read_to_string(lab.router_dir().join("nftables.json")).unwrap();
         lab.flush_ruleset().unwrap();

@@ -2,33 +2,15 @@
 //! WireGuard. Needs root and nftables/wireguard-tools/wireguard-go/iproute2:
 //! skipped with a printed reason locally, a failure with CI=true.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sovereign_lab::probe::{self, Verdict};
-use sovereign_lab::{AgentCommand, ApiServer, Lab, LabName, LabOptions, prereq, slot};
+use sovereign_lab::{Lab, LabName, prereq, slot};
 use sovereign_model::{Deployment, Destination, Expect, Isolation, Source};
-
-/// A lab name unique to this test process and call.
-fn unique_name() -> LabName {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Ordering::SeqCst);
-    LabName::new(&format!("t{}x{n}", std::process::id() % 100_000)).unwrap()
-}
-
-fn options(peers: usize) -> LabOptions {
-    LabOptions {
-        name: unique_name(),
-        peers,
-        agent: AgentCommand {
-            program: PathBuf::from(env!("CARGO_BIN_EXE_sovereign-lab-agent")),
-            args: Vec::new(),
-        },
-        api_server: ApiServer::Emulator,
-    }
-}
 
 fn namespaces_exist(name: &LabName) -> bool {
     std::fs::read_dir("/var/run/netns")
@@ -48,7 +30,7 @@ fn default_config_every_cell_matches_and_the_control_opens_everything() {
         return;
     }
     let _slot = slot::acquire().unwrap();
-    let lab = Lab::up(&Deployment::reference(), options(2)).unwrap();
+    let lab = Lab::up(&Deployment::reference(), common::options('t', 2)).unwrap();
     let report = probe::probe(&lab, true).unwrap();
     let text = probe::render_text(&report);
     assert_eq!(report.summary.failed, 0, "{text}");
@@ -92,7 +74,7 @@ fn shared_isolation_leak_is_detected_and_reported() {
     let _slot = slot::acquire().unwrap();
     let mut d = Deployment::reference();
     d.server.isolation = Isolation::Shared;
-    let lab = Lab::up(&d, options(1)).unwrap();
+    let lab = Lab::up(&d, common::options('t', 1)).unwrap();
     let report = probe::probe(&lab, false).unwrap();
     let text = probe::render_text(&report);
     assert_eq!(report.summary.failed, 0, "{text}");
@@ -127,7 +109,7 @@ fn a_revoked_peer_can_no_longer_complete_a_handshake() {
         return;
     }
     let _slot = slot::acquire().unwrap();
-    let mut lab = Lab::up(&Deployment::reference(), options(2)).unwrap();
+    let mut lab = Lab::up(&Deployment::reference(), common::options('t', 2)).unwrap();
     let d = lab.topology().deployment.clone();
     let revoked_key = d.peer("lab2").unwrap().public_key.clone();
     assert!(lab.router_peers().unwrap().contains(&revoked_key));
@@ -168,7 +150,7 @@ fn a_second_peer_gets_its_own_address_and_the_same_access() {
         return;
     }
     let _slot = slot::acquire().unwrap();
-    let lab = Lab::up(&Deployment::reference(), options(2)).unwrap();
+    let lab = Lab::up(&Deployment::reference(), common::options('t', 2)).unwrap();
     let report = probe::probe(&lab, true).unwrap();
     let text = probe::render_text(&report);
     let access = |from: &str| -> BTreeSet<(Destination, bool)> {
@@ -205,7 +187,7 @@ fn a_vpn_client_reaches_the_api_through_the_tunnel_with_curl() {
         return;
     }
     let _slot = slot::acquire().unwrap();
-    let lab = Lab::up(&Deployment::reference(), options(1)).unwrap();
+    let lab = Lab::up(&Deployment::reference(), common::options('t', 1)).unwrap();
     let d = &lab.topology().deployment;
     let url = format!(
         "http://{}:{}/v1/chat/completions",
@@ -266,7 +248,7 @@ fn dropping_the_lab_during_a_panic_removes_everything() {
         return;
     }
     let _slot = slot::acquire().unwrap();
-    let options = options(1);
+    let options = common::options('t', 1);
     let name = options.name.clone();
     let sockets: Vec<PathBuf>;
     {
@@ -305,7 +287,7 @@ fn down_by_name_cleans_a_lab_whose_creator_is_gone() {
         return;
     }
     let _slot = slot::acquire().unwrap();
-    let options = options(1);
+    let options = common::options('t', 1);
     let name = options.name.clone();
     Lab::up(&Deployment::reference(), options).unwrap().detach();
     assert!(namespaces_exist(&name));
@@ -327,7 +309,7 @@ fn the_conformance_check_passes_through_the_tunnel_and_from_the_lan() {
     // lan_api: a LAN device may use the API, so the direct path is a plain LAN host.
     let mut d = Deployment::reference();
     d.policy.lan_api = true;
-    let lab = Lab::up(&d, options(1)).unwrap();
+    let lab = Lab::up(&d, common::options('t', 1)).unwrap();
     let d = &lab.topology().deployment;
     let api = std::net::SocketAddrV4::new(d.server.address, d.server.api_port);
     for node in ["v1", "dev"] {
