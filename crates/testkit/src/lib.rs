@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+pub mod deployments;
+
 /// Whether the test may run. When something is missing, prints why and returns
 /// false, or panics under `CI=true`.
 pub fn require(test: &str, tools: &[&str], need_root: bool) -> bool {

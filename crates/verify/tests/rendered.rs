@@ -3,54 +3,18 @@
 //! does, holds for every golden-file configuration. Shared isolation holds except
 //! for the L2 cells no router can enforce, which are reported, not hidden.
 
-use sovereign_model::{Deployment, Destination, Isolation, Peer, PeerStatus, RouterTarget, Source};
+use sovereign_model::{Deployment, Destination, Isolation, RouterTarget, Source};
 use sovereign_verify::*;
-use sovereign_wg::Key;
 
-fn peer(i: usize) -> Peer {
-    let mut bytes = [0x40u8; 32];
-    bytes[5] = i as u8;
-    bytes[6] = (i >> 8) as u8;
-    Peer {
-        name: format!("peer-{i}"),
-        address: std::net::Ipv4Addr::new(10, 10, 10, 1 + i as u8),
-        public_key: Key::from_bytes(bytes).public_key().to_base64(),
-        created: String::new(),
-        status: PeerStatus::Active,
-        preshared_key: true,
-    }
-}
+use sovereign_testkit::deployments::with_peers;
 
-fn with_peers(n: usize) -> Deployment {
-    let mut d = Deployment::reference();
-    d.peers = (1..=n).map(peer).collect();
-    d
-}
-
-/// The router crate's golden-file configurations (crates/router/tests/common).
+/// The router's golden-file configurations that must hold outright; shared
+/// isolation is checked on its own below, because its L2 cells are unenforceable.
 fn variants() -> Vec<(&'static str, Deployment)> {
-    let mut out = vec![("default", with_peers(1))];
-    let mut d = with_peers(1);
-    d.policy.vpn_ssh = true;
-    out.push(("vpn_ssh", d));
-    let mut d = with_peers(1);
-    d.policy.server_internet = false;
-    out.push(("air_gapped", d));
-    let mut d = with_peers(1);
-    d.policy.admin_hosts = vec![
-        "192.168.250.10".parse().unwrap(),
-        "192.168.250.11".parse().unwrap(),
-    ];
-    out.push(("admin_hosts", d));
-    let mut d = with_peers(1);
-    d.policy.lan_api = true;
-    out.push(("lan_api", d));
-    let mut d = with_peers(2);
-    d.peers[1].status = PeerStatus::Revoked;
-    out.push(("revoked_peer", d));
-    out.push(("peers_0", with_peers(0)));
-    out.push(("peers_50", with_peers(50)));
-    out
+    sovereign_testkit::deployments::variants()
+        .into_iter()
+        .filter(|(_, d)| d.server.isolation != Isolation::Shared)
+        .collect()
 }
 
 fn openwrt(d: &Deployment) -> Report {
