@@ -114,10 +114,12 @@ impl Backend<'_> {
         ollama: Option<&Path>,
         state_dir: &Path,
     ) -> Result<InstallPlan, Error> {
-        match self {
+        let mut plan = match self {
             Backend::Macos(b) => b.install_plan(spec, ollama, state_dir),
             Backend::Linux(b) => b.install_plan(spec, ollama, state_dir),
-        }
+        }?;
+        plan.notes.extend(cli_note(spec));
+        Ok(plan)
     }
 
     pub fn uninstall_plan(&self, state_dir: &Path) -> Result<UninstallPlan, Error> {
@@ -160,5 +162,38 @@ impl Backend<'_> {
             Backend::Macos(b) => Ok(b.logs_command(follow)),
             Backend::Linux(b) => b.logs_command(follow, state_dir),
         }
+    }
+}
+
+/// Bound to the LAN address, Ollama no longer answers on 127.0.0.1, which is where
+/// the `ollama` command line looks by default (the bash original's `ollama pull`
+/// broke exactly so).
+fn cli_note(spec: &ServiceSpec) -> Option<String> {
+    if spec.bind != sovereign_model::BindMode::LanIp {
+        return None;
+    }
+    Some(format!(
+        "Ollama listens only on {address}:{port}, so the `ollama` command line on this machine \
+         needs `export OLLAMA_HOST={address}:{port}` (add it to your shell profile); \
+         `sovereign server warm` already uses that address.",
+        address = spec.server_address,
+        port = spec.port
+    ))
+}
+
+#[cfg(test)]
+mod cli_note_tests {
+    use super::*;
+
+    #[test]
+    fn a_lan_bound_server_tells_how_to_reach_it_from_the_local_cli() {
+        let mut d = sovereign_model::Deployment::reference();
+        let note = cli_note(&ServiceSpec::from_deployment(&d)).unwrap();
+        assert!(
+            note.contains("export OLLAMA_HOST=192.168.250.20:11434"),
+            "{note}"
+        );
+        d.server.bind = sovereign_model::BindMode::All;
+        assert_eq!(cli_note(&ServiceSpec::from_deployment(&d)), None);
     }
 }
