@@ -14,7 +14,8 @@ use sovereign_model::Deployment;
 
 use crate::linux::TABLE;
 use crate::nftjson::{self, NftRule};
-use crate::openwrt::touched_packages;
+use crate::openwrt::{SYSCTL_FILE, sysctl_settings, touched_packages};
+use crate::script::quote;
 use crate::target::{RouterConfig, section, sections};
 use crate::transport::{Transport, TransportError};
 use crate::wgdump::{self, DUMP_COMMAND, WgInterface};
@@ -33,6 +34,8 @@ pub enum DriftKind {
     Zone,
     /// Any other UCI section sovereign's batch sets (OpenWrt).
     Section,
+    /// sovereign's sysctl file or a kernel setting it sets (OpenWrt proxy ARP).
+    Sysctl,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -174,12 +177,99 @@ pub fn evaluate(
                     parse_uci_export(section(&parts, &format!("expected {package}")).unwrap_or(""));
                 report.drift.extend(uci_drift(&package, &expected, &live));
             }
+            let live_file = match section(&parts, "sysctl absent") {
+                Some(_) => None,
+                None => section(&parts, "sysctl"),
+            };
+            report.drift.extend(sysctl_drift(
+                c.sysctl_conf.as_deref(),
+                live_file,
+                section(&parts, "sysctl values").unwrap_or(""),
+            ));
         }
     }
     report
         .drift
         .sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
     Ok(report)
+}
+
+/// sovereign's sysctl file (`rendered`/`live`: `None` when absent) and the live
+/// values of the keys the rendered file sets (`key=value` lines, as gathered).
+/// Comments may differ; settings may not.
+pub fn sysctl_drift(rendered: Option<&str>, live: Option<&str>, live_values: &str) -> Vec<Drift> {
+    let file = |change, detail: String| Drift {
+        kind: DriftKind::Sysctl,
+        change,
+        key: SYSCTL_FILE.into(),
+        name: None,
+        detail,
+    };
+    let mut drift = Vec::new();
+    match (rendered, live) {
+        (None, None) => {}
+        (None, Some(_)) => drift.push(file(
+            DriftChange::Extra,
+            "turns proxy ARP on, but sovereign.toml's isolation is shared; router apply removes it"
+                .into(),
+        )),
+        (Some(_), None) => drift.push(file(
+            DriftChange::Missing,
+            "not installed: dedicated-port isolation loses proxy ARP at the next reboot or \
+             device change (router apply installs it)"
+                .into(),
+        )),
+        (Some(rendered), Some(live)) => {
+            let want = sysctl_settings(rendered);
+            let have = sysctl_settings(live);
+            let keys: BTreeSet<&String> = want.iter().chain(&have).map(|(k, _)| k).collect();
+            let value = |settings: &[(String, String)], key: &str| {
+                settings
+                    .iter()
+                    .rfind(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+            };
+            let changes: Vec<String> = keys
+                .into_iter()
+                .filter_map(|key| {
+                    let (w, h) = (value(&want, key), value(&have, key));
+                    let show = |v: Option<String>| v.map_or("unset".into(), |v| format!("'{v}'"));
+                    (w != h).then(|| format!("{key}: {} instead of {}", show(h), show(w)))
+                })
+                .collect();
+            if !changes.is_empty() {
+                drift.push(file(DriftChange::Changed, changes.join("; ")));
+            }
+        }
+    }
+    let Some(rendered) = rendered else {
+        return drift;
+    };
+    let live: BTreeMap<&str, &str> = live_values
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .collect();
+    for (key, want) in sysctl_settings(rendered) {
+        let have = live.get(key.as_str()).map(|v| v.trim());
+        if have == Some(want.as_str()) {
+            continue;
+        }
+        drift.push(Drift {
+            kind: DriftKind::Sysctl,
+            change: DriftChange::Changed,
+            key: key.clone(),
+            name: None,
+            detail: match have {
+                None | Some("") => {
+                    format!("unreadable on the router (no such device?); the file sets '{want}'")
+                }
+                Some(have) => {
+                    format!("the kernel has '{have}' instead of '{want}' (sysctl -p {SYSCTL_FILE})")
+                }
+            },
+        });
+    }
+    drift
 }
 
 /// Peers by public key: active peers must be there with their /32 and their PSK;
@@ -549,6 +639,14 @@ fn gather_script(config: &RouterConfig) -> (String, String) {
         ),
         RouterConfig::Openwrt(c) => {
             let packages = touched_packages(&c.uci_batch).join(" ");
+            let keys: Vec<String> = c
+                .sysctl_conf
+                .as_deref()
+                .map(sysctl_settings)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(key, _)| quote(&key))
+                .collect();
             (
                 format!(
                     "# sovereign: audit (openwrt)\n{head}\
@@ -562,12 +660,16 @@ fn gather_script(config: &RouterConfig) -> (String, String) {
                      \techo \"### live $c\"; uci -t \"$S/nodelta\" export \"$c\" 2>/dev/null\n\
                      \techo \"### expected $c\"; uci -c \"$S/conf\" -t \"$S/delta\" export \"$c\"\n\
                      done\n\
+                     if [ -f {SYSCTL_FILE} ]; then echo '### sysctl'; cat {SYSCTL_FILE}; echo; else echo '### sysctl absent'; fi\n\
+                     echo '### sysctl values'\n\
+                     for k in {keys}; do echo \"$k=$(sysctl -n \"$k\" 2>/dev/null)\"; done\n\
                      echo '### ruleset'\n\
                      nft -j list ruleset || exit 1\n\
                      echo\n\
                      echo '### wg'\n\
                      {DUMP_COMMAND}\n",
-                    packages = packages
+                    packages = packages,
+                    keys = keys.join(" "),
                 ),
                 c.uci_batch.clone(),
             )
@@ -670,6 +772,84 @@ mod tests {
 
         let gone = peer_drift(&d, None);
         assert_eq!(gone[0].kind, DriftKind::Interface);
+    }
+
+    const SYSCTL: &str =
+        "# rendered\nnet.ipv4.conf.lan4.proxy_arp=1\nnet.ipv4.conf.br-lan.proxy_arp=1\n";
+    const LIVE_ON: &str = "net.ipv4.conf.lan4.proxy_arp=1\nnet.ipv4.conf.br-lan.proxy_arp=1\n";
+
+    fn summary(drift: &[Drift]) -> Vec<(DriftChange, &str)> {
+        drift.iter().map(|d| (d.change, d.key.as_str())).collect()
+    }
+
+    #[test]
+    fn an_installed_and_loaded_sysctl_file_shows_no_drift() {
+        let live = format!("# edited comment\n{LIVE_ON}\n");
+        assert_eq!(sysctl_drift(Some(SYSCTL), Some(&live), LIVE_ON), vec![]);
+        assert_eq!(sysctl_drift(None, None, ""), vec![]);
+    }
+
+    #[test]
+    fn a_missing_changed_or_leftover_sysctl_file_is_drift() {
+        let missing = sysctl_drift(Some(SYSCTL), None, LIVE_ON);
+        assert_eq!(summary(&missing), [(DriftChange::Missing, SYSCTL_FILE)]);
+
+        let edited = "net.ipv4.conf.lan4.proxy_arp=0\nnet.ipv4.conf.lan3.proxy_arp=1\n";
+        let changed = sysctl_drift(Some(SYSCTL), Some(edited), LIVE_ON);
+        assert_eq!(summary(&changed), [(DriftChange::Changed, SYSCTL_FILE)]);
+        assert_eq!(
+            changed[0].detail,
+            "net.ipv4.conf.br-lan.proxy_arp: unset instead of '1'; \
+             net.ipv4.conf.lan3.proxy_arp: '1' instead of unset; \
+             net.ipv4.conf.lan4.proxy_arp: '0' instead of '1'"
+        );
+
+        let leftover = sysctl_drift(None, Some(SYSCTL), "");
+        assert_eq!(summary(&leftover), [(DriftChange::Extra, SYSCTL_FILE)]);
+    }
+
+    #[test]
+    fn kernel_values_that_the_file_did_not_set_are_drift() {
+        let values = "net.ipv4.conf.lan4.proxy_arp=0\nnet.ipv4.conf.br-lan.proxy_arp=\n";
+        let drift = sysctl_drift(Some(SYSCTL), Some(SYSCTL), values);
+        assert_eq!(
+            summary(&drift),
+            [
+                (DriftChange::Changed, "net.ipv4.conf.lan4.proxy_arp"),
+                (DriftChange::Changed, "net.ipv4.conf.br-lan.proxy_arp"),
+            ]
+        );
+        assert!(drift[0].detail.contains("'0' instead of '1'"));
+        assert!(drift[1].detail.contains("no such device"));
+    }
+
+    #[test]
+    fn openwrt_audit_reads_the_sysctl_file_and_its_values() {
+        let config = RouterConfig::Openwrt(crate::OpenwrtConfig {
+            uci_batch: "set network.wg0=interface\n".into(),
+            wg_interface: "wg0".into(),
+            sysctl_conf: Some(SYSCTL.into()),
+        });
+        let (script, _) = gather_script(&config);
+        assert!(script.contains(&format!("cat {SYSCTL_FILE}")));
+        assert!(
+            script.contains(
+                "for k in net.ipv4.conf.lan4.proxy_arp net.ipv4.conf.br-lan.proxy_arp; do"
+            )
+        );
+        let gathered = format!(
+            "### live network\n### expected network\n### sysctl absent\n### sysctl values\n\
+             {LIVE_ON}### ruleset\n{{\"nftables\": []}}\n### wg\n"
+        );
+        let report = evaluate(&deployment(), &config, &gathered).unwrap();
+        assert!(
+            report
+                .drift
+                .iter()
+                .any(|d| d.kind == DriftKind::Sysctl && d.change == DriftChange::Missing),
+            "{:#?}",
+            report.drift
+        );
     }
 
     #[test]

@@ -25,7 +25,9 @@ pub mod wgdump;
 pub use apply::{ApplyError, ApplyOptions, ApplyReport, Step, StepRecord, apply};
 pub use audit::{AuditReport, Drift, DriftChange, DriftKind, Verification, audit};
 pub use linux::TABLE as LINUX_TABLE;
-pub use openwrt::{redact_keys, touched_packages};
+pub use openwrt::{
+    SYSCTL_FILE as OPENWRT_SYSCTL_FILE, redact_keys, sysctl_settings, touched_packages,
+};
 pub use status::{StatusReport, status};
 pub use target::{LinuxConfig, OpenwrtConfig, RouterConfig, unified_diff};
 pub use transport::{Output, SshTarget, SshTransport, Transport, TransportError};

@@ -7,6 +7,16 @@
 //! `fw4 check`, and reverts them if anything fails; nothing is committed or
 //! reloaded until every check has passed. Because a commit takes every pending
 //! delta, sovereign refuses to start when someone else left uncommitted changes.
+//!
+//! The proxy-ARP sysctl file of dedicated-port isolation is part of the same
+//! transaction: snapshot (the file, or its absence, plus the live values of every
+//! key it or the new file sets), install by rename after the commit, load with
+//! `sysctl -p` after the network reload (the devices must exist), and restore both
+//! file and values on rollback. Removing a file reverts no kernel state, so keys the
+//! new file drops (all of them when switching to shared isolation) are set back to
+//! the interface default (`net.ipv4.conf.default.*`). OpenWrt loads /etc/sysctl.d
+//! at boot (/etc/init.d/sysctl) and again for a device's keys whenever it appears
+//! (/etc/hotplug.d/net/00-sysctl), so the file outlives reboots and bridge rebuilds.
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
@@ -16,6 +26,38 @@ use crate::script::quote;
 use crate::target::{OpenwrtConfig, TargetScripts, section, sections, unified_diff};
 
 pub(crate) struct Scripts<'a>(pub &'a OpenwrtConfig);
+
+/// Where sovereign installs the rendered `etc/sysctl.d/90-sovereign.conf`.
+pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-sovereign.conf";
+/// The install's temp name: beside the target for an atomic rename, and not
+/// `*.conf`, so neither the boot script nor hotplug reads it half written.
+const SYSCTL_TEMP: &str = "/etc/sysctl.d/.90-sovereign.conf.sovereign";
+
+/// Shell functions for the sysctl file. `sysctl_keys FILE...` prints the keys the
+/// files set (comments, `;` lines and procps' `-` prefix ignored; missing files
+/// print nothing). `sysctl_default_key KEY` prints the interface-default key of a
+/// per-interface key (`net.ipv4.conf.lan4.proxy_arp` ->
+/// `net.ipv4.conf.default.proxy_arp`, also in the `/` form), or nothing.
+pub(crate) const SYSCTL_FUNCTIONS: &str = "\
+sysctl_keys() { sed -n 's/^[[:space:]]*-\\{0,1\\}\\([^#;=[:space:]][^=[:space:]]*\\)[[:space:]]*=.*/\\1/p' \"$@\" 2>/dev/null || true; }
+sysctl_default_key() { echo \"$1\" | sed -n 's#^\\(net[./]ipv[46][./]conf[./]\\)[^/]*\\([./][^./]*\\)$#\\1default\\2#p'; }
+";
+
+/// The settings of a sysctl file in order, `(key, value)`, as `sysctl -p` reads it.
+pub fn sysctl_settings(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with(['#', ';']))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| {
+            let key = key.trim();
+            (
+                key.strip_prefix('-').unwrap_or(key).to_string(),
+                value.trim().to_string(),
+            )
+        })
+        .collect()
+}
 
 /// The UCI packages a batch touches (`network`, `firewall`, `dhcp`, ...), sorted.
 pub fn touched_packages(batch: &str) -> Vec<String> {
@@ -89,7 +131,12 @@ impl Scripts<'_> {
              \telif [ -f {s}/snapshot/\"$c\".absent ]; then\n\
              \t\trm -f /etc/config/\"$c\"\n\
              \tfi\n\
-             done\n",
+             done\n\
+             if [ -f {s}/snapshot/sysctl.conf ]; then\n\
+             \tcp -p {s}/snapshot/sysctl.conf {SYSCTL_TEMP} && mv -f {SYSCTL_TEMP} {SYSCTL_FILE} || status=1\n\
+             elif [ -f {s}/snapshot/sysctl.conf.absent ]; then\n\
+             \trm -f {SYSCTL_FILE} || status=1\n\
+             fi\n",
             packages = self.packages()
         );
         script.push_str("ubus call network reload || status=1\n");
@@ -98,6 +145,11 @@ impl Scripts<'_> {
         if self.touches("dhcp") {
             script.push_str("/etc/init.d/dnsmasq reload || status=1\n");
         }
+        // After the reload, so the devices exist again; -e: a device the old config
+        // did not have may be gone, which is no failure of the restore.
+        script.push_str(&format!(
+            "[ ! -s {s}/snapshot/sysctl.previous ] || sysctl -e -p {s}/snapshot/sysctl.previous > /dev/null || status=1\n"
+        ));
         script.push_str("exit $status\n");
         script
     }
@@ -127,10 +179,12 @@ impl TargetScripts for Scripts<'_> {
     }
 
     fn files(&self, staging: &str) -> Vec<(String, String)> {
-        vec![
-            ("sovereign.uci".into(), self.0.uci_batch.clone()),
-            ("rollback.sh".into(), self.restore_script(staging)),
-        ]
+        let mut files = vec![("sovereign.uci".into(), self.0.uci_batch.clone())];
+        if let Some(sysctl) = &self.0.sysctl_conf {
+            files.push(("sysctl.conf".into(), sysctl.clone()));
+        }
+        files.push(("rollback.sh".into(), self.restore_script(staging)));
+        files
     }
 
     fn validate(&self, staging: &str) -> String {
@@ -157,7 +211,20 @@ impl TargetScripts for Scripts<'_> {
              for c in {packages}; do\n\
              \tif [ -f /etc/config/\"$c\" ]; then cp -p /etc/config/\"$c\" {s}/snapshot/\"$c\"; else : > {s}/snapshot/\"$c\".absent; fi\n\
              done\n\
-             echo 'snapshot: /etc/config/{{{list}}}'\n",
+             {SYSCTL_FUNCTIONS}\
+             if [ -f {SYSCTL_FILE} ]; then cp -p {SYSCTL_FILE} {s}/snapshot/sysctl.conf; else : > {s}/snapshot/sysctl.conf.absent; fi\n\
+             : > {s}/snapshot/sysctl.previous\n\
+             for k in $(sysctl_keys {SYSCTL_FILE} {s}/sysctl.conf | sort -u); do\n\
+             \tv=$(sysctl -n \"$k\" 2>/dev/null) && echo \"$k=$v\" >> {s}/snapshot/sysctl.previous || true\n\
+             done\n\
+             sysctl_keys {s}/sysctl.conf > {s}/sysctl.keys\n\
+             : > {s}/sysctl.stale\n\
+             for k in $(sysctl_keys {SYSCTL_FILE}); do\n\
+             \tgrep -qxF \"$k\" {s}/sysctl.keys && continue\n\
+             \td=$(sysctl_default_key \"$k\")\n\
+             \t[ -n \"$d\" ] && v=$(sysctl -n \"$d\" 2>/dev/null) && echo \"$k=$v\" >> {s}/sysctl.stale || true\n\
+             done\n\
+             echo 'snapshot: /etc/config/{{{list}}}, {SYSCTL_FILE} and the live values of its keys'\n",
             list = packages.replace(' ', ",")
         )
     }
@@ -165,13 +232,36 @@ impl TargetScripts for Scripts<'_> {
     fn apply(&self, staging: &str) -> String {
         let s = quote(staging);
         let packages = self.packages();
+        // Installed before the reload, so hotplug applies it to devices the reload
+        // creates; loaded after it for the devices that already exist.
+        let (install, load) = match self.0.sysctl_conf {
+            Some(_) => (
+                format!(
+                    "cp {s}/sysctl.conf {SYSCTL_TEMP}\n\
+                     chmod 644 {SYSCTL_TEMP}\n\
+                     mv -f {SYSCTL_TEMP} {SYSCTL_FILE}\n\
+                     note='; installed and loaded {SYSCTL_FILE}'\n"
+                ),
+                format!("sysctl -p {SYSCTL_FILE} > /dev/null\n"),
+            ),
+            None => (
+                format!(
+                    "note=\n\
+                     if [ -f {SYSCTL_FILE} ]; then rm -f {SYSCTL_FILE}; note='; removed {SYSCTL_FILE} and reset its keys to the defaults'; fi\n"
+                ),
+                String::new(),
+            ),
+        };
         format!(
             "# sovereign: apply (openwrt)\n\
              set -e\n\
              for c in {packages}; do uci commit \"$c\"; done\n\
+             {install}\
              {reload}\
+             [ ! -s {s}/sysctl.stale ] || sysctl -e -p {s}/sysctl.stale > /dev/null\n\
+             {load}\
              echo applied > {s}/applied\n\
-             echo 'applied: committed {packages}; reloaded netifd, {wg} peers and fw4'\n",
+             echo \"applied: committed {packages}; reloaded netifd, {wg} peers and fw4$note\"\n",
             reload = self.reload_services(),
             wg = self.0.wg_interface,
         )
@@ -196,7 +286,8 @@ impl TargetScripts for Scripts<'_> {
              for c in {packages}; do\n\
              \techo \"### live $c\"; uci -t {s}/nodelta export \"$c\" 2>/dev/null\n\
              \techo \"### staged $c\"; uci -c {s}/conf -t {s}/delta export \"$c\"\n\
-             done\n",
+             done\n\
+             if [ -f {SYSCTL_FILE} ]; then echo '### live sysctl'; cat {SYSCTL_FILE}; else echo '### live sysctl absent'; fi\n",
             packages = self.packages()
         )
     }
@@ -217,7 +308,35 @@ impl TargetScripts for Scripts<'_> {
                 &format!("after sovereign.uci: {package}"),
             ));
         }
+        diff.push_str(&sysctl_diff(
+            section(&parts, "live sysctl"),
+            self.0.sysctl_conf.as_deref(),
+        ));
         Ok(diff)
+    }
+}
+
+/// The diff of the router's sysctl file (`None`: absent) -> the rendered one.
+fn sysctl_diff(live: Option<&str>, rendered: Option<&str>) -> String {
+    let (old_name, new_name) = (
+        match live {
+            Some(_) => format!("live {SYSCTL_FILE}"),
+            None => format!("{SYSCTL_FILE} (absent)"),
+        },
+        match rendered {
+            Some(_) => "rendered etc/sysctl.d/90-sovereign.conf".to_string(),
+            None => format!("{SYSCTL_FILE} (removed: shared isolation)"),
+        },
+    );
+    match (live, rendered) {
+        (None, None) => String::new(),
+        (Some(""), None) => format!("--- {old_name}\n+++ {new_name}\n(empty file removed)\n"),
+        _ => unified_diff(
+            live.unwrap_or(""),
+            rendered.unwrap_or(""),
+            &old_name,
+            &new_name,
+        ),
     }
 }
 
@@ -257,6 +376,63 @@ mod tests {
         let batch = "# comment\nset network.wg0=interface\nadd_list firewall.sovereign_vpn.network='wg0'\n\
                      delete dhcp.sovereign_server\nadd firewall rule\n\n";
         assert_eq!(touched_packages(batch), vec!["dhcp", "firewall", "network"]);
+    }
+
+    fn sh(script: &str) -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    const SYSCTL_SAMPLE: &str = "# comment = not a key\n; also a comment\n\n\
+                                 net.ipv4.conf.lan4.proxy_arp=1\n  net.ipv4.conf.br-lan.proxy_arp = 1\n\
+                                 -net/ipv4/conf/eth0.3/proxy_arp=1\n";
+
+    #[test]
+    fn the_shell_and_rust_read_the_same_sysctl_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.conf");
+        std::fs::write(&file, SYSCTL_SAMPLE).unwrap();
+        let keys = sh(&format!(
+            "{SYSCTL_FUNCTIONS}sysctl_keys {} /nonexistent/file",
+            file.display()
+        ));
+        let settings = sysctl_settings(SYSCTL_SAMPLE);
+        assert_eq!(
+            keys.lines().collect::<Vec<_>>(),
+            settings.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            settings,
+            [
+                ("net.ipv4.conf.lan4.proxy_arp".to_string(), "1".to_string()),
+                ("net.ipv4.conf.br-lan.proxy_arp".into(), "1".into()),
+                ("net/ipv4/conf/eth0.3/proxy_arp".into(), "1".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn dropped_keys_map_to_the_interface_default() {
+        let defaults = sh(&format!(
+            "{SYSCTL_FUNCTIONS}for k in net.ipv4.conf.lan4.proxy_arp net.ipv4.conf.br-lan.proxy_arp \
+             net/ipv4/conf/eth0.3/proxy_arp net.ipv4.ip_forward; do echo \"$k -> $(sysctl_default_key $k)\"; done"
+        ));
+        assert_eq!(
+            defaults,
+            "net.ipv4.conf.lan4.proxy_arp -> net.ipv4.conf.default.proxy_arp\n\
+             net.ipv4.conf.br-lan.proxy_arp -> net.ipv4.conf.default.proxy_arp\n\
+             net/ipv4/conf/eth0.3/proxy_arp -> net/ipv4/conf/default/proxy_arp\n\
+             net.ipv4.ip_forward -> \n"
+        );
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub struct OpenwrtConfig {
     /// `sovereign.uci`: `uci batch` input (holds keys: staged 0600).
     pub uci_batch: String,
     pub wg_interface: String,
+    /// `etc/sysctl.d/90-sovereign.conf` (proxy ARP for dedicated-port isolation), or
+    /// `None` when the rendering has none (shared isolation): then apply removes the
+    /// router's copy and turns its settings back to the kernel's defaults.
+    pub sysctl_conf: Option<String>,
 }
 
 impl RouterConfig {

@@ -11,14 +11,30 @@ use std::path::PathBuf;
 
 use sovereign_remote::replay::{Exchange, ReplayTransport, format_transcript, parse_transcript};
 use sovereign_remote::{
-    ApplyError, ApplyOptions, OpenwrtConfig, Output, RouterConfig, Step, Transport, TransportError,
-    apply,
+    ApplyError, ApplyOptions, OPENWRT_SYSCTL_FILE, OpenwrtConfig, Output, RouterConfig, Step,
+    Transport, TransportError, apply,
 };
 
 const STAGING: &str = "/tmp/sovereign-apply.Q7xK2p";
 
-/// Obviously fake keys: this batch never leaves the test.
+const SYSCTL_CONF: &str = "# Rendered by `sovereign router render`: proxy ARP for the server's own port.\n\
+                           net.ipv4.conf.lan4.proxy_arp=1\n\
+                           net.ipv4.conf.br-lan.proxy_arp=1\n";
+
+/// Dedicated-port isolation: the batch plus the proxy-ARP sysctl file.
 fn config() -> RouterConfig {
+    let RouterConfig::Openwrt(shared) = shared_config() else {
+        unreachable!()
+    };
+    RouterConfig::Openwrt(OpenwrtConfig {
+        sysctl_conf: Some(SYSCTL_CONF.into()),
+        ..shared
+    })
+}
+
+/// Shared isolation renders no sysctl file. Obviously fake keys: this batch never
+/// leaves the test.
+fn shared_config() -> RouterConfig {
     RouterConfig::Openwrt(OpenwrtConfig {
         uci_batch: "set network.wg0=interface\n\
                     set network.wg0.proto='wireguard'\n\
@@ -32,6 +48,7 @@ fn config() -> RouterConfig {
                     set dhcp.sovereign_server=host\n"
             .into(),
         wg_interface: "wg0".into(),
+        sysctl_conf: None,
     })
 }
 
@@ -59,11 +76,13 @@ fn openwrt_answer(step: &str, overrides: &[(&str, Output)]) -> Output {
     match step {
         s if s.starts_with("prepare") => ok(&format!("staging={STAGING}\n")),
         s if s.starts_with("validate") => ok("Ruleset passes nftables check.\n"),
-        s if s.starts_with("snapshot") => ok("snapshot: /etc/config/{dhcp,firewall,network}\n"),
+        s if s.starts_with("snapshot") => ok(&format!(
+            "snapshot: /etc/config/{{dhcp,firewall,network}}, {OPENWRT_SYSCTL_FILE} and the live values of its keys\n"
+        )),
         s if s.starts_with("arm rollback") => ok("timer=4242\narmed=yes\n"),
-        s if s.starts_with("apply") => {
-            ok("applied: committed dhcp firewall network; reloaded netifd, wg0 peers and fw4\n")
-        }
+        s if s.starts_with("apply") => ok(&format!(
+            "applied: committed dhcp firewall network; reloaded netifd, wg0 peers and fw4; installed and loaded {OPENWRT_SYSCTL_FILE}\n"
+        )),
         s if s.starts_with("reconnect") => ok("applied\n"),
         s if s.starts_with("confirm") => ok("confirmed=yes\n"),
         _ => ok(""),
@@ -123,13 +142,26 @@ fn replay(
     Result<sovereign_remote::ApplyReport, ApplyError>,
     Vec<Vec<u8>>,
 ) {
+    replay_config(name, &config(), options, overrides)
+}
+
+/// [`replay`] with another config.
+fn replay_config(
+    name: &str,
+    config: &RouterConfig,
+    options: &ApplyOptions,
+    overrides: &[(&str, Output)],
+) -> (
+    Result<sovereign_remote::ApplyReport, ApplyError>,
+    Vec<Vec<u8>>,
+) {
     let path = transcript_path(name);
     if std::env::var("SOVEREIGN_RECORD_TRANSCRIPTS").is_ok_and(|v| v == "1") {
         let recorder = Recorder {
             overrides,
             exchanges: RefCell::new(Vec::new()),
         };
-        let _ = apply(&recorder, &config(), options);
+        let _ = apply(&recorder, config, options);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, format_transcript(&recorder.exchanges.borrow())).unwrap();
     }
@@ -140,7 +172,7 @@ fn replay(
         )
     });
     let transport = ReplayTransport::new(parse_transcript(&text).unwrap());
-    let result = apply(&transport, &config(), options);
+    let result = apply(&transport, config, options);
     if let Err(ApplyError::Transport { source, .. }) = &result {
         panic!("the engine left the transcript: {source}");
     }
@@ -155,6 +187,24 @@ fn replay(
 
 fn options() -> ApplyOptions {
     ApplyOptions::default()
+}
+
+/// The script of the first exchange in transcript `name` whose label starts with `label`.
+fn script(name: &str, label: &str) -> String {
+    let text = std::fs::read_to_string(transcript_path(name)).unwrap();
+    parse_transcript(&text)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.label.starts_with(label))
+        .unwrap_or_else(|| panic!("{name} has no {label} exchange"))
+        .script
+}
+
+/// Byte offset of `needle` in `haystack`, failing the test when it is absent.
+fn at(haystack: &str, needle: &str) -> usize {
+    haystack
+        .find(needle)
+        .unwrap_or_else(|| panic!("`{needle}` not in:\n{haystack}"))
 }
 
 #[test]
@@ -182,6 +232,98 @@ fn a_successful_apply_runs_every_step_in_order() {
         uploads.iter().any(|u| u == c.uci_batch.as_bytes()),
         "the batch was uploaded verbatim"
     );
+    assert!(
+        uploads.iter().any(|u| u == SYSCTL_CONF.as_bytes()),
+        "the sysctl file was uploaded verbatim"
+    );
+    assert!(report.steps[5].detail.contains(OPENWRT_SYSCTL_FILE));
+
+    // The snapshot keeps the live file (or notes its absence) and the live values of
+    // the keys either file sets.
+    let snapshot = script("openwrt-apply", "snapshot");
+    at(&snapshot, &format!("cp -p {OPENWRT_SYSCTL_FILE} "));
+    at(&snapshot, "snapshot/sysctl.conf.absent");
+    at(&snapshot, "sysctl -n \"$k\"");
+    // Installed atomically after the commit and before the reload (hotplug applies
+    // it to devices the reload creates), loaded after the reload.
+    let apply_sh = script("openwrt-apply", "apply");
+    let commit = at(&apply_sh, "uci commit");
+    let install = at(
+        &apply_sh,
+        &format!("mv -f /etc/sysctl.d/.90-sovereign.conf.sovereign {OPENWRT_SYSCTL_FILE}\n"),
+    );
+    let reload = at(&apply_sh, "ubus call network reload");
+    let firewall = at(&apply_sh, "fw4 reload");
+    let load = at(&apply_sh, &format!("sysctl -p {OPENWRT_SYSCTL_FILE}"));
+    assert!(commit < install && install < reload && firewall < load);
+    assert!(!apply_sh.contains(&format!("rm -f {OPENWRT_SYSCTL_FILE}")));
+}
+
+#[test]
+fn switching_to_shared_isolation_removes_the_sysctl_file_and_resets_its_keys() {
+    let removed = ok(&format!(
+        "applied: committed dhcp firewall network; reloaded netifd, wg0 peers and fw4; removed {OPENWRT_SYSCTL_FILE} and reset its keys to the defaults\n"
+    ));
+    let (result, uploads) = replay_config(
+        "openwrt-switch-to-shared",
+        &shared_config(),
+        &options(),
+        &[("apply", removed)],
+    );
+    let report = result.expect("apply");
+    assert!(report.steps[5].detail.contains("removed"));
+    assert!(
+        !uploads.iter().any(|u| u == SYSCTL_CONF.as_bytes()),
+        "nothing to install"
+    );
+    // The keys of the live file that the new config drops get the interface default.
+    let snapshot = script("openwrt-switch-to-shared", "snapshot");
+    at(&snapshot, "sysctl_default_key \"$k\"");
+    at(&snapshot, "/sysctl.stale");
+    let apply_sh = script("openwrt-switch-to-shared", "apply");
+    let remove = at(&apply_sh, &format!("rm -f {OPENWRT_SYSCTL_FILE}"));
+    let reload = at(&apply_sh, "ubus call network reload");
+    let reset = at(
+        &apply_sh,
+        "sysctl -e -p /tmp/sovereign-apply.Q7xK2p/sysctl.stale",
+    );
+    assert!(remove < reload && reload < reset);
+    assert!(!apply_sh.contains(&format!("sysctl -p {OPENWRT_SYSCTL_FILE}")));
+}
+
+#[test]
+fn a_dry_run_shows_the_sysctl_file_diff_and_changes_nothing() {
+    let preview = ok("### live network\n\
+         config interface 'wg0'\n\toption proto 'wireguard'\n\
+         ### staged network\n\
+         config interface 'wg0'\n\toption proto 'wireguard'\n\
+         ### live sysctl absent\n");
+    let dry = ApplyOptions {
+        dry_run: true,
+        ..options()
+    };
+    let (result, _) = replay("openwrt-dry-run", &dry, &[("preview", preview)]);
+    let diff = result.expect("dry run").diff.expect("a diff");
+    assert_eq!(
+        diff,
+        format!(
+            "--- {OPENWRT_SYSCTL_FILE} (absent)\n\
+             +++ rendered etc/sysctl.d/90-sovereign.conf\n\
+             @@ -0,0 +1,3 @@\n\
+             +# Rendered by `sovereign router render`: proxy ARP for the server's own port.\n\
+             +net.ipv4.conf.lan4.proxy_arp=1\n\
+             +net.ipv4.conf.br-lan.proxy_arp=1\n"
+        )
+    );
+    let text = std::fs::read_to_string(transcript_path("openwrt-dry-run")).unwrap();
+    for exchange in parse_transcript(&text).unwrap() {
+        assert!(
+            !exchange.script.contains("uci commit \"$c\"")
+                && !exchange.script.contains("mv -f /etc/sysctl.d"),
+            "{} changes the router",
+            exchange.label
+        );
+    }
 }
 
 #[test]
@@ -207,6 +349,16 @@ fn fw4_check_failure_reverts_the_staged_changes_and_changes_nothing() {
     assert_eq!(last.label, "abort");
     assert!(last.script.contains("uci revert"));
     assert!(last.script.contains("rm -rf /tmp/sovereign-apply.lock"));
+    // Staged into the private dir, but nothing touched /etc/sysctl.d or the kernel.
+    let exchanges = parse_transcript(&text).unwrap();
+    assert!(exchanges.iter().any(|e| e.label == "upload sysctl.conf"));
+    for exchange in exchanges {
+        assert!(
+            !exchange.script.contains("/etc/sysctl.d") && !exchange.script.contains("sysctl -"),
+            "{} touches sysctl",
+            exchange.label
+        );
+    }
 }
 
 #[test]
@@ -225,6 +377,19 @@ fn a_lost_confirmation_leaves_the_rollback_armed_and_the_rollback_restores_every
         .map(|u| String::from_utf8_lossy(u).into_owned())
         .find(|u| u.contains("restore the OpenWrt config"))
         .expect("rollback.sh was uploaded");
+    // The file comes back (or goes, if it was absent) before the reload, so hotplug
+    // cannot re-apply the new one; the previous values come back after it.
+    let restore = at(
+        &rollback,
+        &format!("mv -f /etc/sysctl.d/.90-sovereign.conf.sovereign {OPENWRT_SYSCTL_FILE}"),
+    );
+    let absent = at(&rollback, &format!("rm -f {OPENWRT_SYSCTL_FILE}"));
+    let reload = at(&rollback, "ubus call network reload");
+    let values = at(
+        &rollback,
+        "sysctl -e -p /tmp/sovereign-apply.Q7xK2p/snapshot/sysctl.previous",
+    );
+    assert!(restore < reload && absent < reload && reload < values);
     insta::assert_snapshot!("openwrt_rollback_sh", rollback);
     let timer = uploads
         .iter()

@@ -202,6 +202,11 @@ fn rendered_config(
         RouterTarget::Openwrt => RouterConfig::Openwrt(OpenwrtConfig {
             uci_batch: file("sovereign.uci")?,
             wg_interface,
+            // Proxy ARP for dedicated-port isolation; shared isolation renders none,
+            // and then apply removes the router's copy.
+            sysctl_conf: rendering
+                .file("etc/sysctl.d/90-sovereign.conf")
+                .map(|f| f.contents.clone()),
         }),
     })
 }
