@@ -698,7 +698,8 @@ fn checklist(d: &Deployment) -> Vec<String> {
     if d.server.isolation == Isolation::DedicatedPort {
         let port = &d.server.router_port;
         items.push(
-            "Copy etc/sysctl.d/90-sovereign.conf to /etc/sysctl.d/ and run `sysctl -p /etc/sysctl.d/90-sovereign.conf`."
+            "`sovereign router apply` installs etc/sysctl.d/90-sovereign.conf (proxy ARP) and loads it; \
+             applying by hand, copy it to /etc/sysctl.d/ and run `sysctl -p /etc/sysctl.d/90-sovereign.conf`."
                 .to_string(),
         );
         items.push(format!(
