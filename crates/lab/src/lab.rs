@@ -19,7 +19,7 @@ use crate::netns;
 use crate::router::{RouterConfig, render_router};
 pub use crate::system::find_program;
 use crate::system::{self, Daemon, Running};
-use crate::topology::{self, Role, Service, Topology};
+use crate::topology::{self, Node, Role, Service, Topology, Tunnel};
 use crate::{LabError, LabName, agent, wgquick};
 
 /// Where every lab keeps its state: `<root>/<name>/state.json`, keys, logs.
@@ -267,10 +267,8 @@ impl Lab {
         self.save()
     }
 
-    /// Apply a VPN client's WireGuard config again (`wg setconf`): its peer is
-    /// removed and re-added, so sessions and transfer counters start from zero and
-    /// the next packet needs a fresh handshake.
-    pub fn reset_client(&self, client_key: &str) -> Result<(), LabError> {
+    /// A VPN client node and its tunnel, or an error naming what `client_key` is not.
+    fn vpn_client(&self, client_key: &str) -> Result<(&Node, &Tunnel), LabError> {
         let node = self
             .state
             .topology
@@ -280,6 +278,14 @@ impl Lab {
             .tunnel
             .as_ref()
             .ok_or_else(|| LabError::Unsupported(format!("{client_key} is not a VPN client")))?;
+        Ok((node, tunnel))
+    }
+
+    /// Apply a VPN client's WireGuard config again (`wg setconf`): its peer is
+    /// removed and re-added, so sessions and transfer counters start from zero and
+    /// the next packet needs a fresh handshake.
+    pub fn reset_client(&self, client_key: &str) -> Result<(), LabError> {
+        let (node, tunnel) = self.vpn_client(client_key)?;
         let conf = self.dir.join(format!("{}.conf", tunnel.interface));
         system::run_in(
             &node.netns,
@@ -292,15 +298,7 @@ impl Lab {
 
     /// `wg show <if> transfer` of a VPN client: bytes received and sent.
     pub fn client_transfer(&self, client_key: &str) -> Result<(u64, u64), LabError> {
-        let node = self
-            .state
-            .topology
-            .node(client_key)
-            .ok_or_else(|| LabError::Unsupported(format!("no node {client_key}")))?;
-        let tunnel = node
-            .tunnel
-            .as_ref()
-            .ok_or_else(|| LabError::Unsupported(format!("{client_key} is not a VPN client")))?;
+        let (node, tunnel) = self.vpn_client(client_key)?;
         let output = system::run_in(
             &node.netns,
             "wg",
@@ -348,15 +346,7 @@ impl Lab {
         client_key: &str,
         port: u16,
     ) -> Result<SocketAddrV4, LabError> {
-        let node = self
-            .state
-            .topology
-            .node(client_key)
-            .ok_or_else(|| LabError::Unsupported(format!("no node {client_key}")))?;
-        let tunnel = node
-            .tunnel
-            .as_ref()
-            .ok_or_else(|| LabError::Unsupported(format!("{client_key} is not a VPN client")))?;
+        let (node, tunnel) = self.vpn_client(client_key)?;
         let base_path = self.dir.join(format!("{}.conf", tunnel.interface));
         let base = fs::read_to_string(&base_path).map_err(|e| LabError::io(&base_path, e))?;
         let router_public = wgquick::value(&base, "PublicKey").ok_or_else(|| LabError::State {
