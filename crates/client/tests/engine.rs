@@ -117,26 +117,9 @@ impl Home {
     fn read(&self, relative: &str) -> String {
         fs::read_to_string(self.root().join("home").join(relative)).unwrap()
     }
-    /// Every file and directory under the root with its bytes and mode.
-    fn tree(&self) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
-        let mut out = BTreeMap::new();
-        walk(self.root(), self.root(), &mut out);
-        out
-    }
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u32)>) {
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let meta = fs::metadata(&path).unwrap();
-        let relative = path.strip_prefix(root).unwrap().to_path_buf();
-        let mode = meta.permissions().mode() & 0o7777;
-        if meta.is_dir() {
-            out.insert(relative, (b"<dir>".to_vec(), mode));
-            walk(root, &path, out);
-        } else {
-            out.insert(relative, (fs::read(&path).unwrap(), mode));
-        }
+    /// Every file and directory under the root: relative path -> (mode, bytes).
+    fn tree(&self) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+        sovereign_testkit::tree(self.root(), &[self.root()])
     }
 }
 
@@ -300,7 +283,7 @@ fn the_private_key_lives_only_in_a_0600_file() {
     let holders: Vec<_> = home
         .tree()
         .into_iter()
-        .filter(|(_, (bytes, _))| String::from_utf8_lossy(bytes).contains(&secret))
+        .filter(|(_, (_, bytes))| String::from_utf8_lossy(bytes).contains(&secret))
         .map(|(p, _)| p)
         .collect();
     assert_eq!(holders, vec![PathBuf::from("etc-wireguard/sovereign.conf")]);

@@ -58,30 +58,9 @@ impl Machine {
         fs::write(&path, bundle.to_json()).unwrap();
         path.display().to_string()
     }
-    /// Every file and directory under HOME and the WireGuard dir, with bytes and mode.
-    fn tree(&self) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
-        let mut out = BTreeMap::new();
-        for top in [self.home(), self.wg_dir()] {
-            if top.exists() {
-                walk(self.root(), &top, &mut out);
-            }
-        }
-        out
-    }
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u32)>) {
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let meta = fs::metadata(&path).unwrap();
-        let key = path.strip_prefix(root).unwrap().to_path_buf();
-        let mode = meta.permissions().mode() & 0o7777;
-        if meta.is_dir() {
-            out.insert(key, (b"<dir>".to_vec(), mode));
-            walk(root, &path, out);
-        } else {
-            out.insert(key, (fs::read(&path).unwrap(), mode));
-        }
+    /// Every file and directory under HOME and the WireGuard dir: path -> (mode, bytes).
+    fn tree(&self) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+        sovereign_testkit::tree(self.root(), &[&self.home(), &self.wg_dir()])
     }
 }
 

@@ -69,23 +69,7 @@ impl Deployment {
 
     /// Every file: relative path -> (mode, bytes).
     fn snapshot(&self) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
-        let mut out = BTreeMap::new();
-        let mut stack = vec![self.dir.path().to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                let meta = std::fs::symlink_metadata(&path).unwrap();
-                let relative = path.strip_prefix(self.dir.path()).unwrap().to_path_buf();
-                let mode = meta.permissions().mode() & 0o7777;
-                if meta.is_dir() {
-                    stack.push(path);
-                    out.insert(relative, (mode, Vec::new()));
-                } else {
-                    out.insert(relative, (mode, std::fs::read(&path).unwrap()));
-                }
-            }
-        }
-        out
+        sovereign_testkit::tree(self.dir.path(), &[self.dir.path()])
     }
 }
 

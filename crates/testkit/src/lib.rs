@@ -4,7 +4,9 @@
 //! printed reason. Under `CI=true` it fails instead: a skipped check must never
 //! count towards a green run.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 pub mod deployments;
 
@@ -70,6 +72,40 @@ pub fn tool_exists(tool: &str) -> bool {
         .any(|dir| dir.join(tool).is_file())
 }
 
+/// Every file, directory and symlink below each of `dirs` (those that exist),
+/// keyed by its path relative to `root`: (permission bits, contents). Directories
+/// have empty contents and symlinks their target, so two snapshots are equal
+/// exactly when nothing was added, removed, rewritten or re-moded.
+pub fn tree(root: &Path, dirs: &[&Path]) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut pending: Vec<PathBuf> = dirs
+        .iter()
+        .filter(|d| d.exists())
+        .map(|d| d.to_path_buf())
+        .collect();
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o7777;
+            let contents = if meta.is_dir() {
+                pending.push(path.clone());
+                Vec::new()
+            } else if meta.file_type().is_symlink() {
+                std::fs::read_link(&path)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else {
+                std::fs::read(&path).unwrap()
+            };
+            let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+            out.insert(relative, (mode, contents));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +116,23 @@ mod tests {
         assert!(!tool_exists("sovereign-no-such-tool"));
         assert!(tool_exists("/bin/sh"));
         assert_eq!(missing_tools(&["sh", "sovereign-no-such-tool"]).len(), 1);
+    }
+
+    #[test]
+    fn tree_sees_a_rewrite_a_chmod_and_a_new_file() {
+        let dir = std::env::temp_dir().join(format!("testkit-tree-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/a"), "one").unwrap();
+        let before = tree(&dir, &[&dir]);
+        assert!(before.contains_key(Path::new("sub/a")));
+        std::fs::write(dir.join("sub/a"), "two").unwrap();
+        assert_ne!(tree(&dir, &[&dir]), before);
+        std::fs::write(dir.join("sub/a"), "one").unwrap();
+        assert_eq!(tree(&dir, &[&dir]), before);
+        std::fs::set_permissions(dir.join("sub/a"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        assert_ne!(tree(&dir, &[&dir]), before);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -47,24 +47,8 @@ fn request(name: &str) -> AddRequest {
 
 /// Every file under the config's directory: relative path -> (mode, bytes).
 fn snapshot(setup: &Setup) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (u32, Vec<u8>)>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            let mode = meta.permissions().mode() & 0o7777;
-            let relative = path.strip_prefix(root).unwrap().to_path_buf();
-            if meta.is_dir() {
-                out.insert(relative, (mode, Vec::new()));
-                walk(root, &path, out);
-            } else {
-                out.insert(relative, (mode, std::fs::read(&path).unwrap()));
-            }
-        }
-    }
     let root = setup.config.parent().unwrap();
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
+    sovereign_testkit::tree(root, &[root])
 }
 
 fn mode(path: &Path) -> u32 {
