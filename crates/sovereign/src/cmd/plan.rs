@@ -311,8 +311,8 @@ fn render_router(context: &Context, d: &Deployment) -> anyhow::Result<(Rendering
 
 fn existing_secrets(context: &Context, d: &Deployment) -> Option<RouterSecrets> {
     let store = KeyStore::open(context.state_dir()).ok()?;
+    // Only existing keys: router_secrets would generate a missing one.
     store.router_private_key().ok()??;
-    let _reading = store.lock_shared().ok()?;
     store.router_secrets(d).ok()
 }
 

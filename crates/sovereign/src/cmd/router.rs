@@ -98,11 +98,9 @@ fn load_secrets(
             anyhow::Error::new(e)
         }
     };
+    // router_secrets generates the key (exclusive lock) before reading under the
+    // shared lock, so a concurrent `peer add` is never seen half done.
     let store = KeyStore::open(state_dir).map_err(to_anyhow)?;
-    // Generation takes the exclusive lock, so it must happen before we hold the
-    // shared one: flock would otherwise make this process wait on itself.
-    store.router_private_key_or_generate().map_err(to_anyhow)?;
-    let _reading = store.lock_shared().map_err(to_anyhow)?;
     store.router_secrets(d).map_err(to_anyhow)
 }
 
