@@ -384,3 +384,42 @@ fn twenty_concurrent_adds_give_twenty_distinct_peers() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn a_deleted_router_key_is_refused_and_rekey_replaces_it_only_with_yes() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    d.ok(&["peer", "add", "phone"]);
+    std::fs::remove_file(d.state().join("router.key")).unwrap();
+    let before = d.snapshot();
+
+    // Rendering would silently make a new key and strand both peers: refused.
+    for args in [
+        &["router", "render"][..],
+        &["peer", "show", "laptop", "--conf"],
+    ] {
+        let out = d.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let message = text(&out);
+        assert!(message.contains("router.key is missing"), "{message}");
+        assert!(message.contains("laptop, phone"), "{message}");
+        assert!(!message.contains("panicked"), "{message}");
+    }
+    let refused = d.run(&["router", "rekey"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("--yes"), "{}", text(&refused));
+    assert_eq!(d.snapshot(), before, "a refusal changed files");
+
+    let done: serde_json::Value =
+        serde_json::from_str(&d.ok(&["router", "rekey", "--yes", "--json"])).unwrap();
+    assert_eq!(done["replaces_key"], true);
+    assert_eq!(done["peers"], serde_json::json!(["laptop", "phone"]));
+    let public = done["public_key"].as_str().unwrap();
+    // The new public key is what every re-exported config dials, and no secret leaks.
+    let conf = d.ok(&["peer", "show", "laptop", "--conf"]);
+    assert!(conf.contains(&format!("PublicKey = {public}")), "{conf}");
+    let rendered = d.ok(&["router", "render"]);
+    let router_key = std::fs::read_to_string(d.state().join("router.key")).unwrap();
+    assert!(!rendered.contains(router_key.trim()));
+    assert_eq!(mode(&d.state().join("router.key")), 0o600);
+}

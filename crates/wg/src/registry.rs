@@ -13,6 +13,17 @@ use crate::key::{Key, KeyError, RouterSecrets};
 use crate::plan::{self, NewPeer, PeerError};
 use crate::store::{KeyStore, StoreError};
 
+/// What `router rekey` did, or would do.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RouterRekey {
+    /// The new public key, once made.
+    pub public_key: Option<String>,
+    /// A router key (or the record of one) is there, and the router may run it.
+    pub replaces_key: bool,
+    /// Active peers whose configs carry the old public key.
+    pub peers: Vec<String>,
+}
+
 /// The peers of one deployment file and their secrets.
 pub struct PeerRegistry {
     config: PathBuf,
@@ -248,7 +259,7 @@ impl PeerRegistry {
         let (_, d) = self.read_config()?;
         plan::active_peer(&d, name)?;
         // The router's key never changes once made, so it is safe to get it before the shared lock.
-        let router_private = self.store.router_private_key_or_generate()?;
+        let router_private = self.store.router_private_key_or_generate(&d)?;
         let _shared = self.store.lock_shared()?;
         let (_, deployment) = self.read_config()?;
         let peer = plan::active_peer(&deployment, name)?.clone();
@@ -291,11 +302,41 @@ impl PeerRegistry {
     pub fn deployment_and_router_secrets(
         &self,
     ) -> Result<(Deployment, RouterSecrets), RegistryError> {
-        self.store.router_private_key_or_generate()?;
+        let (_, unlocked) = self.read_config()?;
+        self.store.router_private_key_or_generate(&unlocked)?;
         let _reading = self.store.lock_shared()?;
         let (_, deployment) = self.read_config()?;
         let secrets = self.store.router_secrets(&deployment)?;
         Ok((deployment, secrets))
+    }
+
+    /// What replacing the router key would touch, read without changing anything.
+    pub fn router_rekey_impact(&self) -> Result<RouterRekey, RegistryError> {
+        let (_, d) = self.read_config()?;
+        self.rekey_impact(&d)
+    }
+
+    /// Replace the router's key pair (or make the first one), whatever state the
+    /// old files are in. Every active peer then needs its new config, and the router
+    /// the new key (`router apply`).
+    pub fn rekey_router(&self) -> Result<RouterRekey, RegistryError> {
+        let lock = self.store.lock()?;
+        let (_, d) = self.read_config()?;
+        let mut impact = self.rekey_impact(&d)?;
+        let key = Key::generate_private()?;
+        let mut changes = lock.changes();
+        changes.put_router_key(&key);
+        lock.commit(changes)?;
+        impact.public_key = Some(key.public_key().to_base64());
+        Ok(impact)
+    }
+
+    fn rekey_impact(&self, d: &Deployment) -> Result<RouterRekey, RegistryError> {
+        Ok(RouterRekey {
+            public_key: None,
+            replaces_key: self.store.router_key_present()?,
+            peers: d.active_peers().map(|p| p.name.clone()).collect(),
+        })
     }
 
     fn read_config(&self) -> Result<(String, Deployment), RegistryError> {
@@ -336,7 +377,7 @@ impl PeerRegistry {
         sovereign_model::parse(&new_text, &self.config).map_err(RegistryError::EditBroke)?;
         let mut changes = lock.changes();
         if edit.ensure_router_key {
-            lock.router_private_key_or_new(&mut changes)?;
+            lock.router_private_key_or_new(&d, Some(&edit.peer.name), &mut changes)?;
         }
         let name = &edit.peer.name;
         match &edit.private_key {

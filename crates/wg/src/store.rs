@@ -5,6 +5,7 @@
 //! <stem>.state/            0700
 //!   lock                   0600, held (flock) by every command that changes state
 //!   router.key             0600, the router's private key, generated on first use
+//!   router.pub             0600, its public key: proof that a router key was issued
 //!   peers/                 0700
 //!     <name>.key           0600, only when sovereign generated the peer's pair
 //!     <name>.psk           0600, the peer's preshared key
@@ -61,6 +62,29 @@ pub enum StoreError {
         path.display()
     )]
     KeyMismatch { path: PathBuf, peer: String },
+    #[error(
+        "{} is missing, but peers {} were given configs that carry the router's public key{}: \
+         a new router key would cut every one of them off. Restore the file from a backup; or, \
+         to replace the router key on purpose, run `sovereign router rekey --yes` and give each \
+         peer its new config (`sovereign peer export <name>`)",
+        path.display(),
+        peers.join(", "),
+        public_key.as_ref().map(|k| format!(" ({k})")).unwrap_or_default()
+    )]
+    RouterKeyLost {
+        path: PathBuf,
+        /// What router.pub recorded, if it survived.
+        public_key: Option<String>,
+        peers: Vec<String>,
+    },
+    #[error(
+        "{} does not belong to the public key recorded in {}: one of them was replaced by hand. \
+         Restore the matching router.key from a backup; or, to replace the router key on purpose, \
+         run `sovereign router rekey --yes`",
+        path.display(),
+        public_path.display()
+    )]
+    RouterKeyMismatch { path: PathBuf, public_path: PathBuf },
     #[error("cannot generate a key: {0}")]
     Random(#[from] KeyError),
     #[error(
@@ -87,6 +111,8 @@ impl StoreError {
                 | StoreError::CorruptKey { .. }
                 | StoreError::MissingSecret { .. }
                 | StoreError::KeyMismatch { .. }
+                | StoreError::RouterKeyLost { .. }
+                | StoreError::RouterKeyMismatch { .. }
         )
     }
 }
@@ -117,6 +143,12 @@ impl KeyStore {
         self.dir.join("router.key")
     }
 
+    /// The router's public key, written with every new router key. It outlives an
+    /// accidental `rm router.key`, so a lost key is noticed instead of replaced.
+    pub fn router_public_key_path(&self) -> PathBuf {
+        self.dir.join("router.pub")
+    }
+
     pub fn peer_private_key_path(&self, peer: &str) -> PathBuf {
         self.peers_dir().join(format!("{peer}.key"))
     }
@@ -125,21 +157,79 @@ impl KeyStore {
         self.peers_dir().join(format!("{peer}.psk"))
     }
 
-    /// The router's private key, if it was generated already.
+    /// The router's private key, if it was generated already. Refused when it does
+    /// not belong to the public key recorded next to it.
     pub fn router_private_key(&self) -> Result<Option<Key>, StoreError> {
-        self.read_secret(&self.router_key_path())
+        let Some(key) = self.read_secret(&self.router_key_path())? else {
+            return Ok(None);
+        };
+        let public_path = self.router_public_key_path();
+        match self.read_secret(&public_path)? {
+            Some(recorded) if recorded != key.public_key() => Err(StoreError::RouterKeyMismatch {
+                path: self.router_key_path(),
+                public_path,
+            }),
+            _ => Ok(Some(key)),
+        }
     }
 
-    /// The router's private key, generated (under the lock) on first use.
-    pub fn router_private_key_or_generate(&self) -> Result<Key, StoreError> {
+    /// The router's private key, generated (under the lock) on first use. See
+    /// [`KeyStore::check_router_key_may_be_generated`] for when it is refused.
+    pub fn router_private_key_or_generate(&self, d: &Deployment) -> Result<Key, StoreError> {
         if let Some(key) = self.router_private_key()? {
             return Ok(key);
         }
         let lock = self.lock()?;
         let mut changes = lock.changes();
-        let key = lock.router_private_key_or_new(&mut changes)?;
+        let key = lock.router_private_key_or_new(d, None, &mut changes)?;
         lock.commit(changes)?;
         Ok(key)
+    }
+
+    /// Whether router.key or router.pub is there, in whatever state (not read).
+    pub fn router_key_present(&self) -> Result<bool, StoreError> {
+        for path in [self.router_key_path(), self.router_public_key_path()] {
+            if self
+                .fs
+                .kind(&path)
+                .map_err(io_error("inspect", &path))?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A missing router key may be generated only when no peer depends on the old
+    /// one: generating it silently would leave every issued config pointing at a
+    /// public key the router no longer has. A router key existed if router.pub
+    /// survives or any active peer still has key files (`peer add` makes the router
+    /// key in the same commit). `except`: the peer being given a fresh config now.
+    pub fn check_router_key_may_be_generated(
+        &self,
+        d: &Deployment,
+        except: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let recorded = self.read_secret(&self.router_public_key_path())?;
+        let mut had_key = recorded.is_some();
+        let mut peers = Vec::new();
+        for peer in d.active_peers() {
+            had_key = had_key
+                || self.has_peer_private_key(&peer.name)?
+                || self.peer_preshared_key(&peer.name)?.is_some();
+            if Some(peer.name.as_str()) != except {
+                peers.push(peer.name.clone());
+            }
+        }
+        if had_key && !peers.is_empty() {
+            return Err(StoreError::RouterKeyLost {
+                path: self.router_key_path(),
+                public_key: recorded.map(|k| k.to_base64()),
+                peers,
+            });
+        }
+        Ok(())
     }
 
     /// A peer's private key; `None` when its device generated the pair.
@@ -170,7 +260,7 @@ impl KeyStore {
     /// For a deployment read under the same lock, use
     /// [`crate::PeerRegistry::deployment_and_router_secrets`].
     pub fn router_secrets(&self, d: &Deployment) -> Result<RouterSecrets, StoreError> {
-        let private_key = self.router_private_key_or_generate()?;
+        let private_key = self.router_private_key_or_generate(d)?;
         let _reading = self.lock_shared()?;
         let mut preshared_keys = std::collections::BTreeMap::new();
         for peer in d.active_peers().filter(|p| p.preshared_key) {
@@ -379,11 +469,26 @@ impl<'s> StateLock<'s> {
         }
     }
 
-    /// The router's key if it exists, else a new one staged in `changes`.
-    pub fn router_private_key_or_new(&self, changes: &mut Changes) -> Result<Key, StoreError> {
+    /// The router's key if it exists, else a new one staged in `changes`, if
+    /// [`KeyStore::check_router_key_may_be_generated`] allows it. A state directory
+    /// from before router.pub existed gets the file now.
+    pub fn router_private_key_or_new(
+        &self,
+        d: &Deployment,
+        except: Option<&str>,
+        changes: &mut Changes,
+    ) -> Result<Key, StoreError> {
         if let Some(key) = self.store.router_private_key()? {
+            if self
+                .store
+                .read_secret(&self.store.router_public_key_path())?
+                .is_none()
+            {
+                changes.put_router_key(&key);
+            }
             return Ok(key);
         }
+        self.store.check_router_key_may_be_generated(d, except)?;
         let key = Key::generate_private()?;
         changes.put_router_key(&key);
         Ok(key)
@@ -418,9 +523,12 @@ impl<'s> StateLock<'s> {
 }
 
 impl Changes {
+    /// The router's private key and, beside it, its public key.
     pub fn put_router_key(&mut self, key: &Key) {
         let path = self.store.router_key_path();
         self.put(path, key);
+        let public_path = self.store.router_public_key_path();
+        self.put(public_path, &key.public_key());
     }
 
     pub fn put_peer_private_key(&mut self, peer: &str, key: &Key) {

@@ -466,3 +466,154 @@ fn router_secrets_generate_the_router_key_once_on_first_use() {
     assert_eq!(mode(&s.state.join("router.key")), 0o600);
     assert_eq!(store.router_secrets(&d).unwrap().private_key, first);
 }
+
+fn device_keyed(name: &str) -> AddRequest {
+    let device = sovereign_wg::Key::generate_private().unwrap();
+    AddRequest {
+        public_key: Some(device.public_key().to_base64()),
+        preshared_key: false,
+        ..request(name)
+    }
+}
+
+#[test]
+fn a_lost_router_key_is_refused_while_peers_carry_its_public_key() {
+    let s = setup(CONFIG);
+    let registry = PeerRegistry::open(&s.config).unwrap();
+    registry.add(&request("laptop")).unwrap();
+    registry.add(&device_keyed("phone")).unwrap();
+    let store = registry.store();
+    let old_public = store.router_private_key().unwrap().unwrap().public_key();
+    std::fs::remove_file(s.state.join("router.key")).unwrap();
+    let before = snapshot(&s);
+    let d = sovereign_model::load(&s.config).unwrap();
+
+    let lost = store.router_secrets(&d).unwrap_err();
+    match &lost {
+        StoreError::RouterKeyLost {
+            path,
+            public_key,
+            peers,
+        } => {
+            assert_eq!(path, &s.state.join("router.key"));
+            assert_eq!(public_key.as_deref(), Some(old_public.to_base64().as_str()));
+            assert_eq!(peers, &["laptop", "phone"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(lost.is_usage());
+    assert!(
+        lost.to_string().contains("sovereign router rekey --yes"),
+        "{lost}"
+    );
+    // Every path that would have made a key refuses the same way, and writes nothing.
+    assert!(matches!(
+        registry.client_material("laptop"),
+        Err(RegistryError::Store(StoreError::RouterKeyLost { .. }))
+    ));
+    assert!(matches!(
+        registry.add(&request("tablet")),
+        Err(RegistryError::Store(StoreError::RouterKeyLost { .. }))
+    ));
+    assert_eq!(snapshot(&s), before);
+
+    // Without router.pub, the laptop's key files still show a router key existed.
+    std::fs::remove_file(s.state.join("router.pub")).unwrap();
+    assert!(matches!(
+        store.router_secrets(&d),
+        Err(StoreError::RouterKeyLost {
+            public_key: None,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_router_key_is_made_for_hand_written_peers_and_for_a_peer_rotated_alone() {
+    // Peers written by hand (their devices hold the keys, no PSK): no state at all
+    // shows a router key was ever issued, so the first one is made.
+    let s = setup(CONFIG);
+    let registry = PeerRegistry::open(&s.config).unwrap();
+    registry.add(&device_keyed("phone")).unwrap();
+    std::fs::remove_dir_all(&s.state).unwrap();
+    let d = sovereign_model::load(&s.config).unwrap();
+    let made = registry.store().router_secrets(&d).unwrap().private_key;
+    let recorded = std::fs::read_to_string(s.state.join("router.pub")).unwrap();
+    assert_eq!(recorded.trim(), made.public_key().to_base64());
+
+    // Rotating the only peer gives it a new config anyway, so a lost router key
+    // may be replaced then.
+    let s = setup(CONFIG);
+    let registry = PeerRegistry::open(&s.config).unwrap();
+    registry.add(&request("laptop")).unwrap();
+    std::fs::remove_file(s.state.join("router.key")).unwrap();
+    registry.rotate("laptop", None).unwrap();
+    assert!(registry.store().router_private_key().unwrap().is_some());
+}
+
+#[test]
+fn a_router_key_that_does_not_match_router_pub_is_refused() {
+    let s = setup(CONFIG);
+    let registry = PeerRegistry::open(&s.config).unwrap();
+    registry.add(&request("laptop")).unwrap();
+    let other = sovereign_wg::Key::generate_private().unwrap();
+    let path = s.state.join("router.key");
+    std::fs::write(&path, format!("{}\n", other.to_base64())).unwrap();
+    let error = registry.store().router_private_key().unwrap_err();
+    assert!(
+        matches!(&error, StoreError::RouterKeyMismatch { path: p, .. } if *p == path),
+        "{error:?}"
+    );
+    assert!(error.is_usage());
+}
+
+#[test]
+fn a_state_directory_from_before_router_pub_gets_one_on_the_next_change() {
+    let s = setup(CONFIG);
+    let registry = PeerRegistry::open(&s.config).unwrap();
+    registry.add(&request("laptop")).unwrap();
+    let public = registry
+        .store()
+        .router_private_key()
+        .unwrap()
+        .unwrap()
+        .public_key();
+    std::fs::remove_file(s.state.join("router.pub")).unwrap();
+    registry.add(&request("phone")).unwrap();
+    let recorded = std::fs::read_to_string(s.state.join("router.pub")).unwrap();
+    assert_eq!(recorded.trim(), public.to_base64());
+    assert_eq!(mode(&s.state.join("router.pub")), 0o600);
+}
+
+#[test]
+fn rekey_replaces_the_router_key_pair_and_names_the_peers_to_reissue() {
+    let s = setup(CONFIG);
+    let registry = PeerRegistry::open(&s.config).unwrap();
+    registry.add(&request("laptop")).unwrap();
+    registry.add(&request("phone")).unwrap();
+    registry.revoke("phone").unwrap();
+    let old = registry.store().router_private_key().unwrap().unwrap();
+    let config_before = std::fs::read(&s.config).unwrap();
+
+    let impact = registry.router_rekey_impact().unwrap();
+    assert!(impact.replaces_key);
+    assert_eq!(impact.public_key, None);
+    assert_eq!(impact.peers, ["laptop"]);
+
+    let done = registry.rekey_router().unwrap();
+    let new = registry.store().router_private_key().unwrap().unwrap();
+    assert_ne!(new, old);
+    assert_eq!(done.public_key, Some(new.public_key().to_base64()));
+    assert_eq!(done.peers, ["laptop"]);
+    assert_eq!(mode(&s.state.join("router.key")), 0o600);
+    // The deployment file is untouched, and the laptop's new config names the new key.
+    assert_eq!(std::fs::read(&s.config).unwrap(), config_before);
+    let material = registry.client_material("laptop").unwrap();
+    assert_eq!(material.router_public_key, new.public_key());
+
+    // It also recovers a lost key: afterwards everything works again.
+    std::fs::remove_file(s.state.join("router.key")).unwrap();
+    registry.rekey_router().unwrap();
+    let d = sovereign_model::load(&s.config).unwrap();
+    assert!(registry.store().router_secrets(&d).is_ok());
+}

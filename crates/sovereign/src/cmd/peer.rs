@@ -373,7 +373,7 @@ fn revoke(context: &Context, name: &str) -> anyhow::Result<Outcome> {
 }
 
 /// "next:" and aligned `command   # why` lines.
-fn print_next(steps: &[(String, &str)]) {
+pub(crate) fn print_next(steps: &[(String, &str)]) {
     let width = steps
         .iter()
         .map(|(command, _)| command.len())
@@ -389,7 +389,8 @@ fn open(context: &Context) -> anyhow::Result<PeerRegistry> {
     PeerRegistry::open(context.config_path()).map_err(registry_error)
 }
 
-fn registry_error(error: RegistryError) -> anyhow::Error {
+/// Exit 2 for what the user can fix, exit 1 otherwise.
+pub(crate) fn registry_error(error: RegistryError) -> anyhow::Error {
     if error.is_usage() {
         usage(error.to_string())
     } else {

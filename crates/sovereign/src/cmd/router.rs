@@ -9,7 +9,9 @@ use anyhow::Context as _;
 use serde::Serialize;
 use sovereign_model::RouterTarget;
 use sovereign_router::{Rendering, render};
-use sovereign_wg::{KeyStore, RouterSecrets, StoreError};
+use sovereign_wg::{KeyStore, PeerRegistry, RouterSecrets, StoreError};
+
+use super::peer::{print_next, registry_error};
 
 use crate::context::{Context, Outcome, usage};
 use crate::output::{Table, print_json};
@@ -33,6 +35,18 @@ pub enum RouterCommand {
     Audit(remote::AuditArgs),
     /// Show each peer's last handshake and traffic, and the API and WireGuard rule counters.
     Status(remote::StatusArgs),
+    /// Replace the router's WireGuard key pair (after a loss or a compromise); every peer needs its new config.
+    Rekey(RekeyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RekeyArgs {
+    /// Replace an existing key, cutting off every peer until it imports its new config.
+    #[arg(long)]
+    pub yes: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,6 +77,7 @@ pub fn run(context: &Context, args: RouterArgs) -> anyhow::Result<Outcome> {
         RouterCommand::Apply(args) => remote::apply(context, args),
         RouterCommand::Audit(args) => remote::audit(context, args),
         RouterCommand::Status(args) => remote::status(context, args),
+        RouterCommand::Rekey(args) => rekey(context, args),
     }
 }
 
@@ -83,6 +98,44 @@ fn render_command(context: &Context, args: RenderArgs) -> anyhow::Result<Outcome
         }
         None => print_rendering(&rendering, &secrets, args.show_secrets, args.json)?,
     }
+    Ok(Outcome::Success)
+}
+
+fn rekey(context: &Context, args: RekeyArgs) -> anyhow::Result<Outcome> {
+    let registry = PeerRegistry::open(context.config_path()).map_err(registry_error)?;
+    let impact = registry.router_rekey_impact().map_err(registry_error)?;
+    if (impact.replaces_key || !impact.peers.is_empty()) && !args.yes {
+        let peers = if impact.peers.is_empty() {
+            "no peer yet".to_string()
+        } else {
+            format!("peers {}", impact.peers.join(", "))
+        };
+        return Err(usage(format!(
+            "this replaces the router's WireGuard key: the router ignores the old one after the next \
+             `sovereign router apply`, and {peers} stop working until each imports its new config; \
+             pass --yes to go ahead"
+        )));
+    }
+    let done = registry.rekey_router().map_err(registry_error)?;
+    if args.json {
+        print_json(&done)?;
+        return Ok(Outcome::Success);
+    }
+    println!(
+        "new router public key: {}",
+        done.public_key.as_deref().unwrap_or_default()
+    );
+    let mut steps = vec![(
+        "sovereign router apply".to_string(),
+        "install the new key on the router",
+    )];
+    for peer in &done.peers {
+        steps.push((
+            format!("sovereign peer export {peer}"),
+            "its config carries the new public key",
+        ));
+    }
+    print_next(&steps);
     Ok(Outcome::Success)
 }
 
