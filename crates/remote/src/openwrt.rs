@@ -424,13 +424,15 @@ mod tests {
     fn dropped_keys_map_to_the_interface_default() {
         let defaults = sh(&format!(
             "{SYSCTL_FUNCTIONS}for k in net.ipv4.conf.lan4.proxy_arp net.ipv4.conf.br-lan.proxy_arp \
-             net/ipv4/conf/eth0.3/proxy_arp net.ipv4.ip_forward; do echo \"$k -> $(sysctl_default_key $k)\"; done"
+             net/ipv4/conf/eth0.3/proxy_arp net.ipv4.conf.eth0.3.proxy_arp net.ipv4.ip_forward; \
+             do echo \"$k -> $(sysctl_default_key $k)\"; done"
         ));
         assert_eq!(
             defaults,
             "net.ipv4.conf.lan4.proxy_arp -> net.ipv4.conf.default.proxy_arp\n\
              net.ipv4.conf.br-lan.proxy_arp -> net.ipv4.conf.default.proxy_arp\n\
              net/ipv4/conf/eth0.3/proxy_arp -> net/ipv4/conf/default/proxy_arp\n\
+             net.ipv4.conf.eth0.3.proxy_arp -> net.ipv4.conf.default.proxy_arp\n\
              net.ipv4.ip_forward -> \n"
         );
     }

@@ -75,14 +75,24 @@ fn check_interface(field: &'static str, value: &str) -> Result<(), RenderError> 
     Ok(())
 }
 
-/// The sysctl key of a per-interface IPv4 setting. Interface names with dots
-/// (VLANs such as eth0.10) need the `/` form, or the dots read as separators.
+/// The sysctl key of a per-interface IPv4 setting, for procps `sysctl` (Linux).
+/// Interface names with dots (VLANs such as eth0.10) need the `/` form there, or
+/// the dots read as separators.
 pub fn ipv4_conf_key(interface: &str, setting: &str) -> String {
     if interface.contains('.') {
         format!("net/ipv4/conf/{interface}/{setting}")
     } else {
         format!("net.ipv4.conf.{interface}.{setting}")
     }
+}
+
+/// The same key for OpenWrt: always the dotted form, even for eth0.10. OpenWrt's
+/// `/etc/hotplug.d/net/00-sysctl` re-applies only the lines matching
+/// `net\..*\.$DEVICENAME\.` when a device appears, so the `/` form would never be
+/// applied to a device the network reload creates. Its busybox `sysctl` resolves a
+/// dotted device name by trying which of the dots name an existing directory.
+pub fn openwrt_ipv4_conf_key(interface: &str, setting: &str) -> String {
+    format!("net.ipv4.conf.{interface}.{setting}")
 }
 
 #[cfg(test)]

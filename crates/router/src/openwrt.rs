@@ -42,7 +42,7 @@ use std::fmt::Write as _;
 use sovereign_model::{Deployment, Destination as D, Isolation, Source as S};
 use sovereign_wg::RouterSecrets;
 
-use crate::names::{ipv4_conf_key, peer_section};
+use crate::names::{openwrt_ipv4_conf_key, peer_section};
 use crate::rule_key::{RuleKey, Verdict};
 use crate::uci::{self, Package, Section, Value};
 use crate::{RenderError, RenderedFile};
@@ -683,9 +683,13 @@ fn sysctl_conf(d: &Deployment) -> String {
     let _ = writeln!(
         out,
         "{}=1",
-        ipv4_conf_key(&d.server.router_port, "proxy_arp")
+        openwrt_ipv4_conf_key(&d.server.router_port, "proxy_arp")
     );
-    let _ = writeln!(out, "{}=1", ipv4_conf_key(&d.lan.interface, "proxy_arp"));
+    let _ = writeln!(
+        out,
+        "{}=1",
+        openwrt_ipv4_conf_key(&d.lan.interface, "proxy_arp")
+    );
     out
 }
 

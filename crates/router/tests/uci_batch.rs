@@ -226,3 +226,51 @@ fn wan_rules_go_ahead_of_stock_and_user_rules_on_every_run() {
     assert_eq!(rule_names(&again), names, "a second run keeps the order");
     assert_eq!(again, config);
 }
+
+/// The selection OpenWrt's /etc/hotplug.d/net/00-sysctl makes from each sysctl file
+/// when a device appears: only these lines are applied to the new device.
+fn hotplug_selects(sysctl_file: &str, device: &str) -> String {
+    let output = std::process::Command::new("sh")
+        .args([
+            "-c",
+            r#"printf '%s' "$FILE" | sed -ne "/^[[:space:]]*net\..*\.$DEVICENAME\./p""#,
+        ])
+        .env("FILE", sysctl_file)
+        .env("DEVICENAME", device)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn openwrt_hotplug_reapplies_proxy_arp_to_a_vlan_port_it_recreates() {
+    // Older single-switch routers name the server's port after its VLAN (eth0.3).
+    let mut d = sovereign_model::Deployment::reference();
+    d.server.router_port = "eth0.3".into();
+    let (_, rendering) = batch_of(&d);
+    let sysctl = &rendering
+        .file("etc/sysctl.d/90-sovereign.conf")
+        .unwrap()
+        .contents;
+    assert_eq!(
+        hotplug_selects(sysctl, "eth0.3"),
+        "net.ipv4.conf.eth0.3.proxy_arp=1\n"
+    );
+    assert_eq!(
+        hotplug_selects(sysctl, "br-lan"),
+        "net.ipv4.conf.br-lan.proxy_arp=1\n"
+    );
+    // The Linux target's procps sysctl needs the `/` form for the same device.
+    let linux = render(&d, &common::secrets(&d), RouterTarget::Linux).unwrap();
+    let linux_sysctl = &linux
+        .files
+        .iter()
+        .find(|f| f.path.ends_with(".conf") && f.contents.contains("proxy_arp"))
+        .unwrap()
+        .contents;
+    assert!(
+        linux_sysctl.contains("net/ipv4/conf/eth0.3/proxy_arp"),
+        "{linux_sysctl}"
+    );
+}
