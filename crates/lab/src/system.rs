@@ -20,6 +20,8 @@ pub fn run(
     cwd: Option<&Path>,
 ) -> Result<String, LabError> {
     let shown = format!("{program} {}", args.join(" "));
+    // Lab keys travel in files and on stdin, never as arguments.
+    tracing::debug!(command = %shown, "run");
     let mut command = Command::new(program);
     command
         .args(args)

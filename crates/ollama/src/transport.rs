@@ -72,6 +72,9 @@ impl UreqTransport {
 
 impl Transport for UreqTransport {
     fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        // Method and URL only: headers may carry a client's API key.
+        tracing::debug!(method = %request.method, url = %request.url, "http request");
+        let started = std::time::Instant::now();
         let mut builder = ureq::http::Request::builder()
             .method(request.method)
             .uri(&request.url);
@@ -94,6 +97,11 @@ impl Transport for UreqTransport {
         };
         let response = result?;
         let status = response.status().as_u16();
+        tracing::debug!(
+            status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "http response headers"
+        );
         let content_type = response
             .headers()
             .get("content-type")

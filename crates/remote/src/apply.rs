@@ -79,6 +79,14 @@ pub struct ApplyReport {
     pub warnings: Vec<String>,
 }
 
+impl ApplyReport {
+    /// A step completed: kept for the report, and logged as it happens.
+    fn record(&mut self, record: StepRecord) {
+        tracing::info!(step = ?record.step, "{}: {}", record.step.describe(), record.detail);
+        self.steps.push(record);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StepRecord {
     pub step: Step,
@@ -158,13 +166,13 @@ pub fn apply(
         locked: !options.dry_run,
         confirm_timeout_secs: options.confirm_timeout_secs,
     };
-    report.steps.push(StepRecord {
+    report.record(StepRecord {
         step: Step::Prepare,
         detail: format!("staging {staging}"),
     });
 
     session.guard(Step::Upload, |s| s.upload())?;
-    report.steps.push(StepRecord {
+    report.record(StepRecord {
         step: Step::Upload,
         detail: format!("{} files", scripts.files(&staging).len() + 1),
     });
@@ -182,7 +190,7 @@ pub fn apply(
         let diff = scripts
             .diff(&preview.stdout)
             .map_err(|output| ApplyError::ValidationFailed { output })?;
-        report.steps.push(StepRecord {
+        report.record(StepRecord {
             step: Step::Validate,
             detail: "previewed; nothing changed".into(),
         });
@@ -200,7 +208,7 @@ pub fn apply(
             })
         }
     })?;
-    report.steps.push(StepRecord {
+    report.record(StepRecord {
         step: Step::Validate,
         detail: last_line(&validated.stdout),
     });
@@ -208,7 +216,7 @@ pub fn apply(
     let snapshot = session.guard(Step::Snapshot, |s| {
         s.checked(Step::Snapshot, &s.scripts.snapshot(&staging))
     })?;
-    report.steps.push(StepRecord {
+    report.record(StepRecord {
         step: Step::Snapshot,
         detail: last_line(&snapshot.stdout),
     });
@@ -223,7 +231,7 @@ pub fn apply(
             }),
         }
     })?;
-    report.steps.push(StepRecord {
+    report.record(StepRecord {
         step: Step::ArmRollback,
         detail: format!(
             "restores the snapshot in {} s unless confirmed (timer pid {})",
@@ -243,7 +251,7 @@ pub fn apply(
     if !applied.success() {
         return Err(after(Step::Apply, combined(&applied)));
     }
-    report.steps.push(StepRecord {
+    report.record(StepRecord {
         step: Step::Apply,
         detail: last_line(&applied.stdout),
     });
@@ -261,7 +269,7 @@ pub fn apply(
     if !fresh.success() || fresh.stdout.trim() != "applied" {
         return Err(after(Step::Reconnect, combined(&fresh)));
     }
-    report.steps.push(StepRecord {
+    report.record(StepRecord {
         step: Step::Reconnect,
         detail: "a new ssh session reached the router".into(),
     });
@@ -283,7 +291,7 @@ pub fn apply(
         }
         _ => return Err(after(Step::Confirm, combined(&confirmed))),
     }
-    report.steps.push(StepRecord {
+    report.record(StepRecord {
         step: Step::Confirm,
         detail: "rollback cancelled, staging removed, lock released".into(),
     });

@@ -164,6 +164,15 @@ impl SshTransport {
     }
 
     fn exec(&self, script: &str, stdin: &[u8], fresh: bool) -> Result<Output, TransportError> {
+        // Sizes only: scripts, uploads and what comes back can hold the router's keys.
+        tracing::debug!(
+            destination = %self.describe(),
+            fresh,
+            script_bytes = script.len(),
+            stdin_bytes = stdin.len(),
+            "ssh"
+        );
+        let started = std::time::Instant::now();
         let mut child = Command::new(&self.target.program)
             .args(self.args(script, fresh))
             .stdin(Stdio::piped())
@@ -186,6 +195,12 @@ impl SshTransport {
         })?;
         let _ = writer.join();
         let status = output.status.code().unwrap_or(-1);
+        tracing::debug!(
+            status,
+            stdout_bytes = output.stdout.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ssh finished"
+        );
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         if status == 255
             && let Some(error) = classify_ssh_failure(&self.target, &stderr)

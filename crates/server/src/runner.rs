@@ -69,6 +69,7 @@ pub struct SystemRunner;
 
 impl CommandRunner for SystemRunner {
     fn run(&self, command: &Command) -> Result<Output, Error> {
+        tracing::debug!(%command, "run");
         let output = std::process::Command::new(&command.program)
             .args(&command.args)
             .stdin(Stdio::null())
@@ -82,6 +83,7 @@ impl CommandRunner for SystemRunner {
     }
 
     fn run_attached(&self, command: &Command) -> Result<i32, Error> {
+        tracing::debug!(%command, "run attached");
         let status = std::process::Command::new(&command.program)
             .args(&command.args)
             .status()

@@ -35,6 +35,12 @@ pub struct Cli {
     )]
     pub config: PathBuf,
 
+    /// Log what sovereign does to stderr: -v the steps, -vv every command, ssh call and
+    /// HTTP request, -vvv everything (SOVEREIGN_LOG=info|debug|trace does the same).
+    /// Keys are never logged.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
     #[command(subcommand)]
     pub command: Command,
 }

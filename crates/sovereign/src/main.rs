@@ -16,6 +16,7 @@ use crate::context::{Context, Outcome, UsageError};
 fn main() -> ExitCode {
     restore_default_sigpipe();
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     let context = Context::new(cli.config.clone());
     let result = match cli.command {
         Command::Init(args) => cmd::init::run(&context, args),
@@ -55,6 +56,28 @@ fn report(error: &anyhow::Error) -> ExitCode {
         }
     }
     ExitCode::from(if usage { 2 } else { 1 })
+}
+
+/// Logs go to stderr, so `--json` output on stdout stays clean. Warnings only by
+/// default; each -v adds a level, and SOVEREIGN_LOG names one directly.
+fn init_logging(verbose: u8) {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::filter::LevelFilter;
+    let from_env = std::env::var("SOVEREIGN_LOG")
+        .ok()
+        .and_then(|level| level.parse::<LevelFilter>().ok());
+    let from_flags = match verbose {
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_timer(tracing_subscriber::fmt::time::Uptime::default())
+        .with_max_level(from_env.map_or(from_flags, |level| level.max(from_flags)))
+        .init();
 }
 
 /// Rust ignores SIGPIPE, so `sovereign verify --json | head` would panic inside

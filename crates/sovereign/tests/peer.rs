@@ -423,3 +423,50 @@ fn a_deleted_router_key_is_refused_and_rekey_replaces_it_only_with_yes() {
     assert!(!rendered.contains(router_key.trim()));
     assert_eq!(mode(&d.state().join("router.key")), 0o600);
 }
+
+#[test]
+fn verbose_logs_name_what_changed_and_never_a_key() {
+    let d = Deployment::new(CONFIG);
+    let mut logs = String::new();
+    let mut secrets = std::collections::BTreeSet::new();
+    let steps: [&[&str]; 7] = [
+        &["-vvv", "peer", "add", "laptop"],
+        &["-vvv", "peer", "add", "phone", "--no-psk"],
+        &["-vvv", "peer", "show", "laptop", "--conf"],
+        &["-vvv", "peer", "rotate", "laptop"],
+        &["-vvv", "router", "render", "--out", "router-files"],
+        &["-vvv", "router", "rekey", "--yes"],
+        &["-vvv", "peer", "export", "laptop"],
+    ];
+    for args in steps {
+        let out = d.run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        logs.push_str(&String::from_utf8_lossy(&out.stderr));
+        secrets.extend(d.secrets());
+    }
+    // The logs are really on: every change names the files it wrote.
+    assert!(logs.contains("wrote"), "{logs}");
+    assert!(logs.contains("peers/laptop.psk"), "{logs}");
+    assert!(logs.contains("router.key"), "{logs}");
+    assert!(logs.contains("updated the deployment file"), "{logs}");
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a key is in the logs:\n{logs}"
+        );
+    }
+    // Without -v nothing is logged, and SOVEREIGN_LOG turns logging on as well.
+    let quiet = d.run(&["peer", "add", "tablet"]);
+    assert!(quiet.stderr.is_empty(), "{}", text(&quiet));
+    let from_env = Command::new(env!("CARGO_BIN_EXE_sovereign"))
+        .args(["--config", "sovereign.toml", "peer", "add", "watch"])
+        .current_dir(d.dir.path())
+        .env("SOVEREIGN_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&from_env.stderr).contains("peers/watch.psk"),
+        "{}",
+        text(&from_env)
+    );
+}

@@ -150,13 +150,33 @@ fn the_binary_applies_audits_and_inspects_the_lab_router_over_ssh() {
     );
 
     mark(&mut timings, "peer add + dry run of the change");
-    let applied = run.ok(&with_ssh(&["router", "apply", "--confirm-timeout", "30"]));
+    let applied = run.ok(&with_ssh(&[
+        "-vv",
+        "router",
+        "apply",
+        "--confirm-timeout",
+        "30",
+    ]));
     let report = stdout(&applied);
     assert!(
         report.contains("reconnect over a fresh ssh session: a new ssh session reached the router")
             && report.contains("confirm: cancel the rollback and clean up"),
         "{report}"
     );
+    // The log follows every ssh call and step, and never shows a key it uploaded.
+    let log = String::from_utf8_lossy(&applied.stderr);
+    assert!(
+        log.contains("ssh finished") && log.contains("fresh=true"),
+        "{log}"
+    );
+    for key_file in ["router.key", "peers/phone.psk"] {
+        let path = sovereign_model::state_dir_for(&config).join(key_file);
+        let key = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !log.contains(key.trim()),
+            "{key_file} is in the log:\n{log}"
+        );
+    }
     mark(&mut timings, "apply the change");
     assert!(
         nft_ruleset(&rtr).to_string().contains(ssh_rule),

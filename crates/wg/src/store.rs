@@ -505,9 +505,20 @@ impl<'s> StateLock<'s> {
         match journal.apply(&changes) {
             Ok(()) => {
                 journal.finish();
+                // Paths only: the contents are keys.
+                for (path, _) in &changes.writes {
+                    tracing::info!(path = %path.display(), "wrote");
+                }
+                for path in &changes.removals {
+                    tracing::info!(path = %path.display(), "removed");
+                }
+                if let Some((path, _)) = &changes.config {
+                    tracing::info!(path = %path.display(), "updated the deployment file");
+                }
                 Ok(())
             }
             Err(error) => {
+                tracing::warn!(%error, "undoing a partial change to the state directory");
                 let problems = journal.roll_back();
                 if problems.is_empty() {
                     Err(error)
