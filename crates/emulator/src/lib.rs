@@ -20,6 +20,8 @@ mod openai;
 mod time;
 mod toy;
 
+pub use toy::VOCABULARY;
+
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;

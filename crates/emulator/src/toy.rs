@@ -16,7 +16,8 @@ use serde_json::{Map, Value, json};
 /// Tokens in an unconstrained answer.
 const DEFAULT_ANSWER_TOKENS: usize = 12;
 
-const VOCABULARY: [&str; 32] = [
+/// Every word the toy model can say (tests recognise its answers by them).
+pub const VOCABULARY: [&str; 32] = [
     "sovereign",
     "private",
     "model",
