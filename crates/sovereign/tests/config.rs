@@ -531,3 +531,80 @@ fn a_closed_pipe_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_ne!(status.code(), Some(101), "a panic exits 101");
 }
+
+#[test]
+fn router_ssh_flags_reach_ssh_and_a_missing_key_file_exits_2() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = config_with(|text| text);
+    // A stand-in `ssh` that records its arguments and fails the login, as a router
+    // without our key would: nothing here needs a real router.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let recorded = dir.path().join("ssh-args");
+    let fake = bin.join("ssh");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\necho 'root@router: Permission denied (publickey).' >&2\nexit 255\n",
+            recorded.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.path().join("id_router"), "not really a key\n").unwrap();
+    std::fs::write(dir.path().join("ssh_config"), "# empty\n").unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sovereign"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env_remove("SOVEREIGN_CONFIG")
+            .output()
+            .unwrap()
+    };
+
+    let output = run(&[
+        "router",
+        "apply",
+        "--dry-run",
+        "--ssh",
+        "root@router",
+        "--identity",
+        "id_router",
+        "--ssh-config",
+        "ssh_config",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("refused the login"),
+        "{}",
+        stderr(&output)
+    );
+    let args = std::fs::read_to_string(&recorded).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    let position = |flag: &str| args.iter().position(|a| *a == flag);
+    let identity = position("-i").expect("-i passed");
+    assert_eq!(args[identity + 1], "id_router");
+    assert!(args.contains(&"IdentitiesOnly=yes"), "{args:?}");
+    assert_eq!(args[position("-F").expect("-F passed") + 1], "ssh_config");
+    // Options come before the destination, so ssh reads them as options.
+    assert!(identity < position("root@router").unwrap());
+
+    std::fs::remove_file(&recorded).unwrap();
+    let output = run(&[
+        "router",
+        "audit",
+        "--ssh",
+        "root@router",
+        "--identity",
+        "missing_key",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--identity missing_key"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!recorded.exists(), "ssh ran despite the missing key file");
+}

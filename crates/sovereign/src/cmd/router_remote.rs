@@ -1,6 +1,8 @@
 //! `sovereign router apply|audit|status --ssh USER@HOST` (issue #10): the router
 //! over the system ssh client, through `sovereign-remote`.
 
+use std::path::PathBuf;
+
 use anyhow::Context as _;
 use sovereign_model::{Deployment, RouterTarget};
 use sovereign_remote::status::RuleRole;
@@ -23,6 +25,12 @@ pub struct SshArgs {
     /// The router's ssh port (default: 22, or what ~/.ssh/config says).
     #[arg(long, value_name = "N")]
     pub port: Option<u16>,
+    /// Log in with this private key only (ssh -i FILE -o IdentitiesOnly=yes).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Read this ssh client config instead of ~/.ssh/config (ssh -F FILE).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,7 +68,7 @@ pub struct StatusArgs {
 pub fn apply(context: &Context, args: ApplyArgs) -> anyhow::Result<Outcome> {
     let deployment = context.load()?;
     let config = rendered_config(context, &deployment, true)?;
-    let transport = transport(&args.ssh);
+    let transport = transport(&args.ssh)?;
     let options = ApplyOptions {
         confirm_timeout_secs: args.confirm_timeout,
         dry_run: args.dry_run,
@@ -105,7 +113,7 @@ pub fn apply(context: &Context, args: ApplyArgs) -> anyhow::Result<Outcome> {
 pub fn audit(context: &Context, args: AuditArgs) -> anyhow::Result<Outcome> {
     let deployment = context.load()?;
     let config = rendered_config(context, &deployment, false)?;
-    let transport = transport(&args.ssh);
+    let transport = transport(&args.ssh)?;
     let verify = |ruleset: &serde_json::Value| -> Verification {
         match sovereign_verify::verify_nft_json(&deployment, &ruleset.to_string()) {
             Ok(report) => Verification {
@@ -139,7 +147,7 @@ pub fn audit(context: &Context, args: AuditArgs) -> anyhow::Result<Outcome> {
 
 pub fn status(context: &Context, args: StatusArgs) -> anyhow::Result<Outcome> {
     let deployment = context.load()?;
-    let transport = transport(&args.ssh);
+    let transport = transport(&args.ssh)?;
     let report = sovereign_remote::status(&transport, &deployment)
         .with_context(|| format!("cannot read the status of {}", transport_name(&args.ssh)))?;
     if args.json {
@@ -150,8 +158,37 @@ pub fn status(context: &Context, args: StatusArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn transport(ssh: &SshArgs) -> SshTransport {
-    SshTransport::new(SshTarget::new(ssh.ssh.clone()).with_port(ssh.port))
+/// The ssh transport the flags describe; a named file that is not there is a usage
+/// error here rather than an ssh failure later.
+fn transport(ssh: &SshArgs) -> anyhow::Result<SshTransport> {
+    let mut target = SshTarget::new(ssh.ssh.clone()).with_port(ssh.port);
+    for (flag, file) in [
+        ("--identity", &ssh.identity),
+        ("--ssh-config", &ssh.ssh_config),
+    ] {
+        if let Some(file) = file
+            && !file.is_file()
+        {
+            return Err(usage(format!(
+                "{flag} {}: no such file; name the private key (or ssh config) to use",
+                file.display()
+            )));
+        }
+    }
+    if let Some(config) = &ssh.ssh_config {
+        target
+            .extra_args
+            .extend(["-F".to_string(), config.display().to_string()]);
+    }
+    if let Some(identity) = &ssh.identity {
+        target.extra_args.extend([
+            "-i".to_string(),
+            identity.display().to_string(),
+            "-o".to_string(),
+            "IdentitiesOnly=yes".to_string(),
+        ]);
+    }
+    Ok(SshTransport::new(target))
 }
 
 fn transport_name(ssh: &SshArgs) -> String {
