@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 use sovereign_model::RouterTarget;
 use sovereign_router::{Rendering, render};
-use sovereign_wg::{KeyStore, PeerRegistry, RouterSecrets, StoreError};
+use sovereign_wg::{PeerRegistry, RouterSecrets};
 
 use super::peer::{print_next, registry_error};
 
@@ -82,13 +82,13 @@ pub fn run(context: &Context, args: RouterArgs) -> anyhow::Result<Outcome> {
 }
 
 fn render_command(context: &Context, args: RenderArgs) -> anyhow::Result<Outcome> {
-    let d = context.load()?;
+    context.load()?; // a missing or invalid file gets its own clear error first
+    let (d, secrets) = read_deployment_and_router_secrets(context)?;
     let target = match args.target {
         Some(TargetArg::Openwrt) => RouterTarget::Openwrt,
         Some(TargetArg::Linux) => RouterTarget::Linux,
         None => d.router.target,
     };
-    let secrets = load_secrets(&context.state_dir(), &d)?;
     let rendering = render(&d, &secrets, target)
         .map_err(|e| usage(format!("{}: {e}", context.config_path().display())))?;
     match &args.out {
@@ -139,22 +139,14 @@ fn rekey(context: &Context, args: RekeyArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// The router key (generated on first use) and the active peers' PSKs.
-fn load_secrets(
-    state_dir: &Path,
-    d: &sovereign_model::Deployment,
-) -> anyhow::Result<RouterSecrets> {
-    let to_anyhow = |e: StoreError| {
-        if e.is_usage() {
-            usage(e.to_string())
-        } else {
-            anyhow::Error::new(e)
-        }
-    };
-    // router_secrets generates the key (exclusive lock) before reading under the
-    // shared lock, so a concurrent `peer add` is never seen half done.
-    let store = KeyStore::open(state_dir).map_err(to_anyhow)?;
-    store.router_secrets(d).map_err(to_anyhow)
+/// The deployment and the router's secrets (the key generated on first use, the
+/// active peers' PSKs), read together under the state lock so they always agree.
+pub(crate) fn read_deployment_and_router_secrets(
+    context: &Context,
+) -> anyhow::Result<(sovereign_model::Deployment, RouterSecrets)> {
+    PeerRegistry::open(context.config_path())
+        .and_then(|registry| registry.deployment_and_router_secrets())
+        .map_err(registry_error)
 }
 
 #[derive(Serialize)]

@@ -66,8 +66,7 @@ pub struct StatusArgs {
 }
 
 pub fn apply(context: &Context, args: ApplyArgs) -> anyhow::Result<Outcome> {
-    let deployment = context.load()?;
-    let config = rendered_config(context, &deployment, true)?;
+    let (_, config) = rendered_config(context, true)?;
     let transport = transport(&args.ssh)?;
     let options = ApplyOptions {
         confirm_timeout_secs: args.confirm_timeout,
@@ -111,8 +110,7 @@ pub fn apply(context: &Context, args: ApplyArgs) -> anyhow::Result<Outcome> {
 }
 
 pub fn audit(context: &Context, args: AuditArgs) -> anyhow::Result<Outcome> {
-    let deployment = context.load()?;
-    let config = rendered_config(context, &deployment, false)?;
+    let (deployment, config) = rendered_config(context, false)?;
     let transport = transport(&args.ssh)?;
     let verify = |ruleset: &serde_json::Value| -> Verification {
         match sovereign_verify::verify_nft_json(&deployment, &ruleset.to_string()) {
@@ -198,28 +196,31 @@ fn transport_name(ssh: &SshArgs) -> String {
     }
 }
 
-/// Render the router config from the deployment and the keys in the state dir.
+/// The deployment and the router config rendered from it and the keys in the state
+/// dir, both read under the shared lock, so a concurrent `peer add` or `revoke` is
+/// never seen half done. Only apply may generate the router key (on first use).
 fn rendered_config(
     context: &Context,
-    deployment: &Deployment,
     may_create_router_key: bool,
-) -> anyhow::Result<RouterConfig> {
-    let store = KeyStore::open(context.state_dir())?;
-    // Readers share the lock, so a concurrent `peer add` is never seen half done;
-    // generating the router key takes the exclusive lock by itself.
-    let _shared = if may_create_router_key {
-        None
+) -> anyhow::Result<(Deployment, RouterConfig)> {
+    context.load()?; // a missing or invalid file gets its own clear error first
+    let (deployment, secrets) = if may_create_router_key {
+        super::read_deployment_and_router_secrets(context)?
     } else {
-        store.lock_shared()?
+        let store = KeyStore::open(context.state_dir())?;
+        let _shared = store.lock_shared()?;
+        if store.router_private_key()?.is_none() {
+            return Err(usage(format!(
+                "{} holds no router key yet, so nothing can have been applied from this file; run \
+                 `sovereign router apply --ssh USER@HOST` first",
+                context.state_dir().display()
+            )));
+        }
+        let deployment = context.load()?;
+        let secrets = store.router_secrets(&deployment)?;
+        (deployment, secrets)
     };
-    if !may_create_router_key && store.router_private_key()?.is_none() {
-        return Err(usage(format!(
-            "{} holds no router key yet, so nothing can have been applied from this file; run \
-             `sovereign router apply --ssh USER@HOST` first",
-            context.state_dir().display()
-        )));
-    }
-    let secrets = store.router_secrets(deployment)?;
+    let deployment = &deployment;
     let target = deployment.router.target;
     let rendering =
         sovereign_router::render(deployment, &secrets, target).map_err(|e| usage(e.to_string()))?;
@@ -230,7 +231,7 @@ fn rendered_config(
             .with_context(|| format!("the {target:?} rendering has no {path}"))
     };
     let wg_interface = deployment.wireguard.interface.clone();
-    Ok(match target {
+    let config = match target {
         RouterTarget::Linux => RouterConfig::Linux(LinuxConfig {
             nft_ruleset: file("nftables.nft")?,
             wg_config: file(&format!("{wg_interface}.conf"))?,
@@ -245,7 +246,8 @@ fn rendered_config(
                 .file("etc/sysctl.d/90-sovereign.conf")
                 .map(|f| f.contents.clone()),
         }),
-    })
+    };
+    Ok((deployment.clone(), config))
 }
 
 fn audit_text(report: &AuditReport) -> String {
