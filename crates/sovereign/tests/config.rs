@@ -608,3 +608,33 @@ fn router_ssh_flags_reach_ssh_and_a_missing_key_file_exits_2() {
     );
     assert!(!recorded.exists(), "ssh ran despite the missing key file");
 }
+
+#[test]
+fn server_render_json_carries_the_same_files_as_the_text_output() {
+    let dir = config_with(replace(
+        "address = \"192.168.250.20\"",
+        "address = \"192.168.250.42\"",
+    ));
+    for platform in ["linux", "macos"] {
+        let output = sovereign(
+            dir.path(),
+            &["server", "render", "--platform", platform, "--json"],
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(report["platform"], platform);
+        let files = report["files"].as_array().unwrap();
+        assert_eq!(files.len(), if platform == "linux" { 2 } else { 1 });
+        let text = stdout(&sovereign(
+            dir.path(),
+            &["server", "render", "--platform", platform],
+        ));
+        for file in files {
+            let contents = file["contents"].as_str().unwrap();
+            assert!(contents.contains("192.168.250.42:11434"), "{contents}");
+            assert!(text.contains(contents), "{platform}: text and JSON differ");
+        }
+    }
+    let both = sovereign(dir.path(), &["server", "render", "--json", "--out", "x"]);
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+}

@@ -144,6 +144,16 @@ fn the_binary_applies_audits_and_inspects_the_lab_router_over_ssh() {
         diff.contains(ssh_rule) && diff.contains(&phone),
         "the dry run shows the new rule and peer:\n{diff}"
     );
+    // The same preview, machine-readable.
+    let report = run.json(&with_ssh(&["router", "apply", "--dry-run", "--json"]), 0);
+    assert_eq!(report["dry_run"], true, "{report:#}");
+    assert!(
+        report["diff"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(ssh_rule),
+        "{report:#}"
+    );
     assert!(
         !nft_ruleset(&rtr).to_string().contains(ssh_rule),
         "a dry run changes nothing"

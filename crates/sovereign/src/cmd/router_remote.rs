@@ -47,6 +47,9 @@ pub struct ApplyArgs {
     /// Testing only: never confirm, so the armed rollback fires.
     #[arg(long, hide = true)]
     pub no_confirm: bool,
+    /// Machine-readable report: the steps done, or the dry run's diff.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,6 +88,10 @@ pub fn apply(context: &Context, args: ApplyArgs) -> anyhow::Result<Outcome> {
     };
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
+    }
+    if args.json {
+        print_json(&report)?;
+        return Ok(Outcome::Success);
     }
     if let Some(diff) = &report.diff {
         if diff.is_empty() {

@@ -87,6 +87,9 @@ pub struct RenderArgs {
     /// Linux: run the unit as this user instead of a systemd DynamicUser.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// Machine-readable output: the platform and each file's path and contents.
+    #[arg(long, conflicts_with = "out")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +214,14 @@ fn render(context: &Context, args: RenderArgs) -> anyhow::Result<Outcome> {
             ]
         }
     };
+    if args.json {
+        let files: Vec<_> = files
+            .iter()
+            .map(|(path, contents)| serde_json::json!({ "path": path, "contents": contents }))
+            .collect();
+        print_json(&serde_json::json!({ "platform": platform, "files": files }))?;
+        return Ok(Outcome::Success);
+    }
     let Some(out) = args.out else {
         for (i, (name, text)) in files.iter().enumerate() {
             if files.len() > 1 {
