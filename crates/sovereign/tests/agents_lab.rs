@@ -121,7 +121,30 @@ fn is_toy_answer(answer: &str) -> bool {
             .all(|w| ollama_emulator::VOCABULARY.contains(&w.as_str()))
 }
 
-fn set_up_client(lab: &Lab, home: &Path) {
+/// A VPN client the way a user leaves it after `sovereign client setup`, or `None`
+/// when the test is skipped. The lab slot is held until the client is dropped.
+struct SetUpClient {
+    home: tempfile::TempDir,
+    lab: Lab,
+    _slot: slot::Slot,
+}
+
+fn set_up_client(test: &str, tag: char) -> Option<SetUpClient> {
+    if !prerequisites(test) {
+        return None;
+    }
+    let slot = slot::acquire().unwrap();
+    let lab = lab(tag);
+    let home = tempfile::tempdir().unwrap();
+    run_setup(&lab, home.path());
+    Some(SetUpClient {
+        home,
+        lab,
+        _slot: slot,
+    })
+}
+
+fn run_setup(lab: &Lab, home: &Path) {
     let bundle = home.join("lab1.peer.json");
     write_bundle(lab, &bundle);
     let wg_dir = home.join("wg");
@@ -151,25 +174,22 @@ fn set_up_client(lab: &Lab, home: &Path) {
 
 #[test]
 fn claude_code_answers_from_the_ai_server_through_the_tunnel() {
-    if !prerequisites("claude_code_answers_through_the_tunnel") {
+    let Some(client) = set_up_client("claude_code_answers_through_the_tunnel", 'c') else {
         return;
-    }
-    let _slot = slot::acquire().unwrap();
-    let lab = lab('c');
-    let home = tempfile::tempdir().unwrap();
-    set_up_client(&lab, home.path());
+    };
+    let (lab, home) = (&client.lab, &client.home);
 
     // Tools off: the toy model would otherwise call one, and Claude Code would ask
     // for a permission nobody is there to give.
     let claude = agents_bin().join("claude");
-    let output = in_client(&lab, home.path(), &claude, &["-p", PROMPT, "--tools", ""]);
+    let output = in_client(lab, home.path(), &claude, &["-p", PROMPT, "--tools", ""]);
     assert!(output.status.success(), "{}", text(&output));
     let answer = String::from_utf8_lossy(&output.stdout);
     assert!(is_toy_answer(answer.trim()), "{}", text(&output));
 
     // The control: the same user without sovereign's settings gets no such answer.
     let bare = tempfile::tempdir().unwrap();
-    let output = in_client(&lab, bare.path(), &claude, &["-p", PROMPT, "--tools", ""]);
+    let output = in_client(lab, bare.path(), &claude, &["-p", PROMPT, "--tools", ""]);
     assert!(
         !is_toy_answer(String::from_utf8_lossy(&output.stdout).trim()),
         "{}",
@@ -179,18 +199,15 @@ fn claude_code_answers_from_the_ai_server_through_the_tunnel() {
 
 #[test]
 fn codex_answers_from_the_ai_server_through_the_tunnel() {
-    if !prerequisites("codex_answers_through_the_tunnel") {
+    let Some(client) = set_up_client("codex_answers_through_the_tunnel", 'x') else {
         return;
-    }
-    let _slot = slot::acquire().unwrap();
-    let lab = lab('x');
-    let home = tempfile::tempdir().unwrap();
-    set_up_client(&lab, home.path());
+    };
+    let (lab, home) = (&client.lab, &client.home);
 
     let last = home.path().join("last-message.txt");
     let codex = agents_bin().join("codex");
     let output = in_client(
-        &lab,
+        lab,
         home.path(),
         &codex,
         &[
