@@ -62,10 +62,11 @@ setup_python_venv() {
   .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt
 }
 
-# Real coding agents (Claude Code, Codex) for the agent tests, pinned by
-# tests/agents/package-lock.json. npm comes with Node.js; Debian's own packages are
-# used only where no Node.js is installed (a nodesource nodejs already has npm, and
-# Debian's npm package would conflict with it).
+# Real coding agents for the agent tests: Claude Code and Codex pinned by
+# tests/agents/package-lock.json, Aider by tests/agents/requirements.txt (in its
+# own venv). npm comes with Node.js; Debian's own packages are used only where no
+# Node.js is installed (a nodesource nodejs already has npm, and Debian's npm
+# package would conflict with it).
 setup_agents() {
   if ! command -v npm >/dev/null 2>&1; then
     if [ "$(id -u)" != 0 ]; then
@@ -77,13 +78,18 @@ setup_agents() {
     apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
   fi
   local stamp=tests/agents/node_modules/.sovereign-installed
-  if [ -x tests/agents/node_modules/.bin/claude ] && cmp -s tests/agents/package-lock.json "$stamp"; then
-    return 0
+  if ! { [ -x tests/agents/node_modules/.bin/claude ] && cmp -s tests/agents/package-lock.json "$stamp"; }; then
+    step "npm ci --ignore-scripts --prefix tests/agents"
+    npm ci --ignore-scripts --no-audit --no-fund --prefix tests/agents
+    # Claude Code's only install script copies its platform's native binary into
+    # place; run that one, and no other package's, explicitly.
+    node tests/agents/node_modules/@anthropic-ai/claude-code/install.cjs
+    cp tests/agents/package-lock.json "$stamp"
   fi
-  step "npm ci --ignore-scripts --prefix tests/agents"
-  npm ci --ignore-scripts --no-audit --no-fund --prefix tests/agents
-  # Claude Code's only install script copies its platform's native binary into
-  # place; run that one, and no other package's, explicitly.
-  node tests/agents/node_modules/@anthropic-ai/claude-code/install.cjs
-  cp tests/agents/package-lock.json "$stamp"
+  if [ ! -x tests/agents/.venv/bin/python ]; then
+    step "python3 -m venv tests/agents/.venv"
+    python3 -m venv tests/agents/.venv
+  fi
+  step "pip install -r tests/agents/requirements.txt"
+  tests/agents/.venv/bin/python -m pip install -q --disable-pip-version-check -r tests/agents/requirements.txt
 }

@@ -1,9 +1,10 @@
 //! Real coding agents, set up by `sovereign client setup` and nothing else, talking to
 //! the lab's AI server through the WireGuard tunnel: Claude Code over the
-//! Anthropic-compatible API (base URL without /v1) and Codex over the Responses API
-//! (its `--profile sovereign`). The agents are the pinned npm packages in
-//! tests/agents, installed by scripts/test. Needs root and the lab's tools: skipped
-//! with a printed reason locally, a failure with CI=true.
+//! Anthropic-compatible API (base URL without /v1), Codex over the Responses API
+//! (its `--profile sovereign`) and Aider over the native API (the env file's
+//! OLLAMA_API_BASE and AIDER_MODEL). The agents are pinned in tests/agents (npm
+//! packages, and a venv for Aider), installed by scripts/test. Needs root and the
+//! lab's tools: skipped with a printed reason locally, a failure with CI=true.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,13 +22,23 @@ fn agents_bin() -> PathBuf {
     }
 }
 
+fn aider_bin() -> PathBuf {
+    match std::env::var_os("SOVEREIGN_AIDER") {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/agents/.venv/bin/aider"),
+    }
+}
+
 fn prerequisites(test: &str) -> bool {
     let mut missing = prereq::missing();
-    for agent in ["claude", "codex"] {
-        let path = agents_bin().join(agent);
+    for path in [
+        agents_bin().join("claude"),
+        agents_bin().join("codex"),
+        aider_bin(),
+    ] {
         if !path.exists() {
             missing.push(format!(
-                "{}: install the agents with `npm ci --ignore-scripts --prefix tests/agents` (scripts/test does)",
+                "{}: install the agents as scripts/test does (setup_agents in scripts/lib/common.sh)",
                 path.display()
             ));
         }
@@ -158,7 +169,7 @@ fn run_setup(lab: &Lab, home: &Path) {
             "--bundle",
             &bundle.to_string_lossy(),
             "--tools",
-            "claude-code,codex",
+            "claude-code,codex,aider",
             "--wg-dir",
             &wg_dir.to_string_lossy(),
         ],
@@ -225,6 +236,35 @@ fn codex_answers_from_the_ai_server_through_the_tunnel() {
     assert!(
         is_toy_answer(answer.trim()),
         "{answer:?}\n{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn aider_answers_from_the_ai_server_through_the_tunnel() {
+    let Some(client) = set_up_client("aider_answers_through_the_tunnel", 'a') else {
+        return;
+    };
+    let (lab, home) = (&client.lab, &client.home);
+    // As a user's new shell would: the env file setup wrote, then aider. Its
+    // update check and analytics are off; its model-price download fails quickly
+    // (no DNS in the namespace) and is not needed.
+    let script = format!(
+        ". \"$HOME/.config/sovereign/env\" && exec '{}' --message '{PROMPT}' --yes-always --no-git \
+         --no-check-update --no-analytics --no-show-model-warnings",
+        aider_bin().display()
+    );
+    let output = in_client(lab, home.path(), Path::new("/bin/sh"), &["-c", &script]);
+    assert!(output.status.success(), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.lines().any(|line| is_toy_answer(line.trim())),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        stdout.contains("ollama_chat/toy:latest"),
+        "{}",
         text(&output)
     );
 }
