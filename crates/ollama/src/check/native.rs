@@ -4,11 +4,14 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
-use super::probe::{contract, whole_response_stats};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::probe::{Probe, contract, whole_response_stats};
 use super::{Family, Needs, Passed, Runner};
 use crate::error::Error;
 use crate::types::native::{
-    ChatMessage, ChatRequest, ChatResponse, GenerateRequest, GenerateResponse, PsResponse,
+    ChatMessage, ChatRequest, ChatResponse, GenerateRequest, GenerateResponse, Metrics, PsResponse,
     ShowRequest, ShowResponse, TagsResponse,
 };
 
@@ -103,22 +106,9 @@ pub(super) fn run(runner: &mut Runner<'_>) {
                 "generate response",
             )?;
             let elapsed = start.elapsed();
-            if !response.done {
-                return Err(contract(
-                    endpoint,
-                    "a non-streamed answer must have done: true",
-                ));
-            }
+            require_done(endpoint, &response)?;
             require_output(endpoint, &response.response, response.thinking.as_deref())?;
-            let stats = whole_response_stats(
-                response.metrics.eval_count,
-                elapsed,
-                response.metrics.tokens_per_second(),
-            );
-            Ok((
-                Passed::generation(stats, done_detail(response.done_reason.as_deref())),
-                (),
-            ))
+            Ok((whole_answer(&response, elapsed), ()))
         },
     );
 
@@ -129,30 +119,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         Needs::MODEL,
         |probe| {
             let body = generate_request(probe.model(), probe.options.max_tokens, true);
-            let (mut stream, mut clock, endpoint) = probe
-                .open_stream("/api/generate", &[], &body, NDJSON)?
-                .ndjson::<GenerateResponse>();
-            while let Some(chunk) = stream.next_item()? {
-                if !chunk.response.is_empty()
-                    || chunk.thinking.as_deref().is_some_and(|t| !t.is_empty())
-                {
-                    clock.piece();
-                }
-                if chunk.done {
-                    if clock.pieces() == 0 {
-                        return Err(contract(&endpoint, "the model produced no output"));
-                    }
-                    let stats = clock.stats(chunk.metrics.eval_count);
-                    return Ok((
-                        Passed::generation(stats, done_detail(chunk.done_reason.as_deref())),
-                        (),
-                    ));
-                }
-            }
-            Err(Error::StreamEnded {
-                endpoint,
-                expected: "a done: true object",
-            })
+            streamed_answer::<GenerateResponse>(probe, "/api/generate", &body)
         },
     );
 
@@ -171,12 +138,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
                 "chat response",
             )?;
             let elapsed = start.elapsed();
-            if !response.done {
-                return Err(contract(
-                    endpoint,
-                    "a non-streamed answer must have done: true",
-                ));
-            }
+            require_done(endpoint, &response)?;
             if response.message.role != "assistant" {
                 return Err(contract(
                     endpoint,
@@ -191,15 +153,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
                 &response.message.content,
                 response.message.thinking.as_deref(),
             )?;
-            let stats = whole_response_stats(
-                response.metrics.eval_count,
-                elapsed,
-                response.metrics.tokens_per_second(),
-            );
-            Ok((
-                Passed::generation(stats, done_detail(response.done_reason.as_deref())),
-                (),
-            ))
+            Ok((whole_answer(&response, elapsed), ()))
         },
     );
 
@@ -210,32 +164,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         Needs::MODEL,
         |probe| {
             let body = chat_request(probe.model(), probe.options.max_tokens, true);
-            let (mut stream, mut clock, endpoint) = probe
-                .open_stream("/api/chat", &[], &body, NDJSON)?
-                .ndjson::<ChatResponse>();
-            while let Some(chunk) = stream.next_item()? {
-                let message = &chunk.message;
-                let has_output = !message.content.is_empty()
-                    || message.thinking.as_deref().is_some_and(|t| !t.is_empty())
-                    || message.tool_calls.as_ref().is_some_and(|t| !t.is_empty());
-                if has_output {
-                    clock.piece();
-                }
-                if chunk.done {
-                    if clock.pieces() == 0 {
-                        return Err(contract(&endpoint, "the model produced no output"));
-                    }
-                    let stats = clock.stats(chunk.metrics.eval_count);
-                    return Ok((
-                        Passed::generation(stats, done_detail(chunk.done_reason.as_deref())),
-                        (),
-                    ));
-                }
-            }
-            Err(Error::StreamEnded {
-                endpoint,
-                expected: "a done: true object",
-            })
+            streamed_answer::<ChatResponse>(probe, "/api/chat", &body)
         },
     );
 
@@ -294,6 +223,97 @@ fn num_predict(max_tokens: u32) -> Map<String, Value> {
 
 /// A generation must produce something: text, or thinking for reasoning models that
 /// spent the token budget before answering.
+/// What `/api/generate` and `/api/chat` answers share, so one routine judges both.
+trait NativeAnswer: DeserializeOwned {
+    fn done(&self) -> bool;
+    fn done_reason(&self) -> Option<&str>;
+    fn metrics(&self) -> &Metrics;
+    /// This object (a whole answer or one streamed chunk) carries output: text,
+    /// thinking, or a tool call.
+    fn has_output(&self) -> bool;
+}
+
+impl NativeAnswer for GenerateResponse {
+    fn done(&self) -> bool {
+        self.done
+    }
+    fn done_reason(&self) -> Option<&str> {
+        self.done_reason.as_deref()
+    }
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    fn has_output(&self) -> bool {
+        !self.response.is_empty() || self.thinking.as_deref().is_some_and(|t| !t.is_empty())
+    }
+}
+
+impl NativeAnswer for ChatResponse {
+    fn done(&self) -> bool {
+        self.done
+    }
+    fn done_reason(&self) -> Option<&str> {
+        self.done_reason.as_deref()
+    }
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    fn has_output(&self) -> bool {
+        let message = &self.message;
+        !message.content.is_empty()
+            || message.thinking.as_deref().is_some_and(|t| !t.is_empty())
+            || message.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
+    }
+}
+
+fn require_done(endpoint: &str, answer: &impl NativeAnswer) -> Result<(), Error> {
+    if answer.done() {
+        return Ok(());
+    }
+    Err(contract(
+        endpoint,
+        "a non-streamed answer must have done: true",
+    ))
+}
+
+/// A whole (not streamed) answer that passed: its speed, from the server's counts
+/// where it gave them.
+fn whole_answer(answer: &impl NativeAnswer, elapsed: std::time::Duration) -> Passed {
+    let metrics = answer.metrics();
+    let stats = whole_response_stats(metrics.eval_count, elapsed, metrics.tokens_per_second());
+    Passed::generation(stats, done_detail(answer.done_reason()))
+}
+
+/// A streamed NDJSON answer: each chunk with output is a timed piece, and the
+/// stream must end in a `done: true` object after at least one of them.
+fn streamed_answer<T: NativeAnswer>(
+    probe: &Probe<'_>,
+    path: &str,
+    body: &impl Serialize,
+) -> Result<(Passed, ()), Error> {
+    let (mut stream, mut clock, endpoint) =
+        probe.open_stream(path, &[], body, NDJSON)?.ndjson::<T>();
+    while let Some(chunk) = stream.next_item()? {
+        if chunk.has_output() {
+            clock.piece();
+        }
+        if chunk.done() {
+            if clock.pieces() == 0 {
+                return Err(contract(&endpoint, "the model produced no output"));
+            }
+            let stats = clock.stats(chunk.metrics().eval_count);
+            return Ok((
+                Passed::generation(stats, done_detail(chunk.done_reason())),
+                (),
+            ));
+        }
+    }
+    Err(Error::StreamEnded {
+        endpoint,
+        expected: "a done: true object",
+    })
+}
+
 fn require_output(endpoint: &str, text: &str, thinking: Option<&str>) -> Result<(), Error> {
     if !text.trim().is_empty() || thinking.is_some_and(|t| !t.trim().is_empty()) {
         return Ok(());
