@@ -339,6 +339,16 @@ impl Topology {
             netns: Some(netns.to_string()),
             args: args.iter().map(|s| s.to_string()).collect(),
         };
+        // A veth pair from `netns` (end `name`) into `peer_netns` (end `peer_name`).
+        let veth = |netns: &str, name: &str, peer_name: &str, peer_netns: &str| {
+            ip(
+                netns,
+                &[
+                    "link", "add", name, "type", "veth", "peer", "name", peer_name, "netns",
+                    peer_netns,
+                ],
+            )
+        };
         let sysctl = |netns: &str, key: &str, value: &str, optional| Step::Sysctl {
             netns: netns.to_string(),
             key: key.to_string(),
@@ -364,21 +374,7 @@ impl Topology {
         steps.push(ip(n, &["addr", "add", &gateway, "dev", "br0"]));
         steps.push(ip(n, &["addr", "add", &internet_host, "dev", "br0"]));
         steps.push(ip(n, &["link", "set", "br0", "up"]));
-        steps.push(ip(
-            n,
-            &[
-                "link",
-                "add",
-                "up0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &d.wan.interface,
-                "netns",
-                r,
-            ],
-        ));
+        steps.push(veth(n, "up0", &d.wan.interface, r));
         let isp = format!("{}/{}", self.isp_address, d.wan.address.prefix_len());
         steps.push(ip(n, &["addr", "add", &isp, "dev", "up0"]));
         steps.push(ip(n, &["link", "set", "up0", "up"]));
@@ -435,21 +431,7 @@ impl Topology {
         {
             if node.role == Role::VpnClient {
                 let port = format!("p{}", node.key);
-                steps.push(ip(
-                    n,
-                    &[
-                        "link",
-                        "add",
-                        &port,
-                        "type",
-                        "veth",
-                        "peer",
-                        "name",
-                        "eth0",
-                        "netns",
-                        &node.netns,
-                    ],
-                ));
+                steps.push(veth(n, &port, "eth0", &node.netns));
                 steps.push(ip(n, &["link", "set", &port, "master", "br0", "up"]));
                 let address = format!("{}/{}", node.address, INTERNET_NET.prefix_len());
                 steps.push(ip(&node.netns, &["addr", "add", &address, "dev", "eth0"]));
@@ -473,21 +455,7 @@ impl Topology {
             } else {
                 self.lan_port(node)
             };
-            steps.push(ip(
-                r,
-                &[
-                    "link",
-                    "add",
-                    &port,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "eth0",
-                    "netns",
-                    &node.netns,
-                ],
-            ));
+            steps.push(veth(r, &port, "eth0", &node.netns));
             if !dedicated {
                 steps.push(ip(r, &["link", "set", &port, "master", &d.lan.interface]));
             }
