@@ -1,5 +1,12 @@
 //! OpenAI-compatible API: `/v1/models`, `/v1/chat/completions`, `/v1/responses`.
 //! Errors are `{"error":{"message","type","param","code"}}` (openai.NewError).
+//!
+//! Key order is Ollama's: Go writes a struct's fields in declaration order and a
+//! map's keys sorted. Everything here is a struct in Ollama's `openai` package
+//! (`ErrorResponse`, `ListCompletion`, `Model`, `ChatCompletion`,
+//! `ChatCompletionChunk`, `ResponsesResponse`, ...) except the Responses API stream:
+//! `ResponsesStreamConverter` builds each event, and everything inside it, as a
+//! `map[string]any`, so those keys come out sorted (see [`go_map`]).
 
 use std::io;
 
@@ -283,7 +290,7 @@ pub fn responses(app: &App, request: &Request, out: &mut Responder<'_>) -> io::R
         stream: &mut writer,
         sequence: 0,
     };
-    let empty = shape.object("in_progress", json!([]), Value::Null, None);
+    let empty = shape.streamed("in_progress", json!([]), Value::Null, None);
     events.send("response.created", json!({ "response": empty }))?;
     events.send("response.in_progress", json!({ "response": empty }))?;
 
@@ -291,7 +298,7 @@ pub fn responses(app: &App, request: &Request, out: &mut Responder<'_>) -> io::R
         play_silently(app, &completion, &mut clock);
         events.send(
             "response.output_item.added",
-            json!({ "output_index": 0, "item": function_item("in_progress", "") }),
+            json!({ "output_index": 0, "item": go_map(function_item("in_progress", "")) }),
         )?;
         events.send(
             "response.function_call_arguments.delta",
@@ -301,7 +308,7 @@ pub fn responses(app: &App, request: &Request, out: &mut Responder<'_>) -> io::R
             "response.function_call_arguments.done",
             json!({ "item_id": item_id, "output_index": 0, "arguments": arguments }),
         )?;
-        let done_item = function_item("completed", arguments).unwrap_or(Value::Null);
+        let done_item = go_map(function_item("completed", arguments));
         events.send(
             "response.output_item.done",
             json!({ "output_index": 0, "item": done_item }),
@@ -311,11 +318,11 @@ pub fn responses(app: &App, request: &Request, out: &mut Responder<'_>) -> io::R
         let item_id = shape.item_id.clone();
         events.send(
             "response.output_item.added",
-            json!({ "output_index": 0, "item": message_item("in_progress", json!([])) }),
+            json!({ "output_index": 0, "item": go_map(message_item("in_progress", json!([]))) }),
         )?;
         events.send(
             "response.content_part.added",
-            json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "part": output_text("") }),
+            json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "part": go_map(output_text("")) }),
         )?;
         play_tokens(app, &completion, &mut clock, |token| {
             events.send(
@@ -330,18 +337,26 @@ pub fn responses(app: &App, request: &Request, out: &mut Responder<'_>) -> io::R
         )?;
         events.send(
             "response.content_part.done",
-            json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "part": output_text(&text) }),
+            json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "part": go_map(output_text(&text)) }),
         )?;
-        let done_item = message_item("completed", json!([output_text(&text)]));
+        let done_item = go_map(message_item("completed", json!([output_text(&text)])));
         events.send(
             "response.output_item.done",
             json!({ "output_index": 0, "item": done_item }),
         )?;
         json!([done_item])
     };
-    let completed = shape.object("completed", final_output, usage, Some(time::unix_now()));
+    let completed = shape.streamed("completed", final_output, usage, Some(time::unix_now()));
     events.send("response.completed", json!({ "response": completed }))?;
     writer.finish()
+}
+
+/// How Go's encoding/json writes a `map[string]any`: every object's keys sorted,
+/// all the way down.
+fn go_map(value: impl Into<Value>) -> Value {
+    let mut value = value.into();
+    value.sort_all_objects();
+    value
 }
 
 /// Numbers Responses API events the way Ollama does (`sequence_number`).
@@ -351,10 +366,17 @@ struct EventWriter<'s, 'w> {
 }
 
 impl EventWriter<'_, '_> {
+    /// Ollama's `newEvent` adds `type` and `sequence_number` to the event's
+    /// `map[string]any`, so the event's keys go out sorted. Only the top level is
+    /// sorted here: callers pass nested objects already in wire order ([`go_map`],
+    /// [`ResponseShape::streamed`]), since a `text.format.schema` echo is raw JSON.
     fn send(&mut self, event: &str, mut data: Value) -> io::Result<()> {
         data["type"] = json!(event);
         data["sequence_number"] = json!(self.sequence);
         self.sequence += 1;
+        if let Value::Object(map) = &mut data {
+            map.sort_keys();
+        }
         send_sse_event(self.stream, event, &data)
     }
 }
@@ -367,7 +389,8 @@ struct ResponseShape {
 }
 
 impl ResponseShape {
-    /// The full response object, echoing request parameters like Ollama's `ToResponse`.
+    /// The full response object, echoing request parameters like Ollama's `ToResponse`:
+    /// a `ResponsesResponse` struct, so its keys keep that struct's field order.
     fn object(
         &self,
         status: &str,
@@ -376,12 +399,6 @@ impl ResponseShape {
         completed_at: Option<i64>,
     ) -> Value {
         let field = |k: &str| self.request.get(k).cloned().unwrap_or(Value::Null);
-        let text_format = self
-            .request
-            .get("text")
-            .and_then(|t| t.get("format"))
-            .cloned()
-            .unwrap_or_else(|| json!({ "type": "text" }));
         json!({
             "id": self.id,
             "object": "response",
@@ -394,11 +411,11 @@ impl ResponseShape {
             "instructions": field("instructions"),
             "output": output,
             "error": null,
-            "tools": self.request.get("tools").cloned().unwrap_or_else(|| json!([])),
+            "tools": self.tools(),
             "tool_choice": "auto",
             "truncation": "disabled",
             "parallel_tool_calls": true,
-            "text": { "format": text_format },
+            "text": { "format": self.text_format(false) },
             "top_p": self.request.get("top_p").and_then(Value::as_f64).unwrap_or(1.0),
             "presence_penalty": 0,
             "frequency_penalty": 0,
@@ -415,6 +432,78 @@ impl ResponseShape {
             "safety_identifier": null,
             "prompt_cache_key": null,
         })
+    }
+
+    /// The response object inside stream events: Ollama's `buildResponseObject`
+    /// makes the same fields as a `map[string]any`, so every key is sorted, except
+    /// inside the raw `text.format.schema` echo.
+    fn streamed(
+        &self,
+        status: &str,
+        output: Value,
+        usage: Value,
+        completed_at: Option<i64>,
+    ) -> Value {
+        let mut object = go_map(self.object(status, output, usage, completed_at));
+        object["text"] = json!({ "format": self.text_format(true) });
+        object
+    }
+
+    /// The request's tools as Ollama decodes and re-encodes them: `ResponsesTool`
+    /// fields only (type, name, description, strict, parameters, in that order);
+    /// `parameters` is a `map[string]any`, so its keys are sorted.
+    fn tools(&self) -> Value {
+        let Some(Value::Array(tools)) = self.request.get("tools") else {
+            return json!([]);
+        };
+        let tools = tools.iter().map(|tool| {
+            let field = |k: &str| tool.get(k).cloned().unwrap_or(Value::Null);
+            json!({
+                "type": tool.get("type").cloned().unwrap_or_else(|| json!("")),
+                "name": tool.get("name").cloned().unwrap_or_else(|| json!("")),
+                "description": field("description"),
+                "strict": field("strict"),
+                "parameters": go_map(field("parameters")),
+            })
+        });
+        Value::Array(tools.collect())
+    }
+
+    /// The echoed `text.format`: a `ResponsesTextFormat` struct (type, name, schema,
+    /// strict; empty ones left out) in a response, a map with sorted keys in stream
+    /// events. `schema` is a `json.RawMessage`, echoed as the client wrote it.
+    fn text_format(&self, sorted: bool) -> Value {
+        let Some(format) = self
+            .request
+            .get("text")
+            .and_then(|t| t.get("format"))
+            .filter(|f| !f.is_null())
+        else {
+            return json!({ "type": "text" });
+        };
+        let present = |k: &str| format.get(k).filter(|v| !v.is_null()).cloned();
+        let mut fields = vec![(
+            "type",
+            format.get("type").cloned().unwrap_or_else(|| json!("")),
+        )];
+        if let Some(name) = present("name").filter(|n| n != "") {
+            fields.push(("name", name));
+        }
+        if let Some(schema) = present("schema") {
+            fields.push(("schema", schema));
+        }
+        if let Some(strict) = present("strict") {
+            fields.push(("strict", strict));
+        }
+        if sorted {
+            fields.sort_by_key(|(k, _)| *k);
+        }
+        Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
     }
 }
 

@@ -217,12 +217,16 @@ pub fn arguments_for_schema(schema: &Value) -> Value {
         .and_then(Value::as_array)
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
+    // Sorted by name: Ollama's tool-call arguments are a Go map, which encoding/json
+    // writes with sorted keys (and nested objects the same way).
+    let mut names: Vec<&String> = properties.keys().collect();
+    names.sort();
     let mut out = Map::new();
-    for (name, property) in properties {
+    for name in names {
         if !required.is_empty() && !required.contains(&name.as_str()) {
             continue;
         }
-        out.insert(name.clone(), value_for_property(property));
+        out.insert(name.clone(), value_for_property(&properties[name]));
     }
     Value::Object(out)
 }
