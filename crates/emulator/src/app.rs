@@ -284,6 +284,15 @@ pub enum KeepAlive {
 }
 
 impl KeepAlive {
+    /// The `done_reason` of a request that only loads (or unloads) the model.
+    pub fn load_reason(self) -> &'static str {
+        if self == KeepAlive::Unload {
+            "unload"
+        } else {
+            "load"
+        }
+    }
+
     pub fn from_request(value: Option<&Value>) -> KeepAlive {
         let seconds = match value {
             None | Some(Value::Null) => return KeepAlive::For(DEFAULT_KEEP_ALIVE),

@@ -140,11 +140,7 @@ pub fn generate(app: &App, request: &Request, out: &mut Responder<'_>) -> io::Re
     if prompt_text.is_empty() {
         // An empty prompt only loads (or, with keep_alive 0, unloads) the model.
         app.touch_loaded(&model, keep_alive, num_ctx(&body));
-        let reason = if keep_alive == KeepAlive::Unload {
-            "unload"
-        } else {
-            "load"
-        };
+        let reason = keep_alive.load_reason();
         let done = json!({
             "model": model, "created_at": time::rfc3339_now(), "response": "", "done": true, "done_reason": reason,
         });
@@ -215,11 +211,7 @@ pub fn chat(app: &App, request: &Request, out: &mut Responder<'_>) -> io::Result
     let stream = wants_stream(&body);
     if messages.is_empty() {
         app.touch_loaded(&model, keep_alive, num_ctx(&body));
-        let reason = if keep_alive == KeepAlive::Unload {
-            "unload"
-        } else {
-            "load"
-        };
+        let reason = keep_alive.load_reason();
         let done = json!({
             "model": model, "created_at": time::rfc3339_now(),
             "message": { "role": "assistant", "content": "" }, "done_reason": reason, "done": true,

@@ -389,7 +389,8 @@ fn a_lost_handshake_is_sent_again_and_the_tunnel_still_comes_up() {
         "{:?}",
         round.observed[wireguard]
     );
-    assert_eq!(round.handshakes_resent, 1);
+    // At least the dropped one; a loaded machine may answer the next one late too.
+    assert!(round.handshakes_resent >= 1, "{}", round.handshakes_resent);
     // Every other probe through the tunnel got its answer too: the API opens.
     let api = specs
         .iter()

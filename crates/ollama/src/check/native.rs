@@ -98,15 +98,13 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         Needs::MODEL,
         |probe| {
             let endpoint = "POST /api/generate";
-            let start = Instant::now();
-            let response: GenerateResponse = probe.post(
+            let body = generate_request(probe.model(), probe.options.max_tokens, false);
+            let (response, elapsed) = whole_answer_of::<GenerateResponse>(
+                probe,
                 "/api/generate",
-                &[],
-                &generate_request(probe.model(), probe.options.max_tokens, false),
+                &body,
                 "generate response",
             )?;
-            let elapsed = start.elapsed();
-            require_done(endpoint, &response)?;
             require_output(endpoint, &response.response, response.thinking.as_deref())?;
             Ok((whole_answer(&response, elapsed), ()))
         },
@@ -130,15 +128,9 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         Needs::MODEL,
         |probe| {
             let endpoint = "POST /api/chat";
-            let start = Instant::now();
-            let response: ChatResponse = probe.post(
-                "/api/chat",
-                &[],
-                &chat_request(probe.model(), probe.options.max_tokens, false),
-                "chat response",
-            )?;
-            let elapsed = start.elapsed();
-            require_done(endpoint, &response)?;
+            let body = chat_request(probe.model(), probe.options.max_tokens, false);
+            let (response, elapsed) =
+                whole_answer_of::<ChatResponse>(probe, "/api/chat", &body, "chat response")?;
             if response.message.role != "assistant" {
                 return Err(contract(
                     endpoint,
@@ -266,14 +258,23 @@ impl NativeAnswer for ChatResponse {
     }
 }
 
-fn require_done(endpoint: &str, answer: &impl NativeAnswer) -> Result<(), Error> {
-    if answer.done() {
-        return Ok(());
+/// A non-streamed answer from `path`, timed, which must say `done: true`.
+fn whole_answer_of<T: NativeAnswer>(
+    probe: &Probe<'_>,
+    path: &str,
+    body: &impl Serialize,
+    what: &'static str,
+) -> Result<(T, std::time::Duration), Error> {
+    let start = Instant::now();
+    let answer: T = probe.post(path, &[], body, what)?;
+    let elapsed = start.elapsed();
+    if !answer.done() {
+        return Err(contract(
+            &format!("POST {path}"),
+            "a non-streamed answer must have done: true",
+        ));
     }
-    Err(contract(
-        endpoint,
-        "a non-streamed answer must have done: true",
-    ))
+    Ok((answer, elapsed))
 }
 
 /// A whole (not streamed) answer that passed: its speed, from the server's counts
