@@ -82,7 +82,6 @@ pub fn run(context: &Context, args: RouterArgs) -> anyhow::Result<Outcome> {
 }
 
 fn render_command(context: &Context, args: RenderArgs) -> anyhow::Result<Outcome> {
-    context.load()?; // a missing or invalid file gets its own clear error first
     let (d, secrets) = read_deployment_and_router_secrets(context)?;
     let target = match args.target {
         Some(TargetArg::Openwrt) => RouterTarget::Openwrt,

@@ -210,7 +210,6 @@ fn rendered_config(
     context: &Context,
     may_create_router_key: bool,
 ) -> anyhow::Result<(Deployment, RouterConfig)> {
-    context.load()?; // a missing or invalid file gets its own clear error first
     let (deployment, secrets) = if may_create_router_key {
         super::read_deployment_and_router_secrets(context)?
     } else {
