@@ -16,6 +16,10 @@ SYSTEM_PACKAGES=(
   systemd           # systemd-analyze verifies the rendered unit
   ca-certificates
   curl
+  cmake             # builds OpenWrt's own uci (and libubox) from shared/thirdparty for the tests
+  make
+  pkg-config
+  libjson-c-dev
 )
 
 step() { printf '\n==> %s\n' "$*"; }

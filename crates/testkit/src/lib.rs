@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub mod deployments;
+pub mod thirdparty;
 
 /// Whether the test may run. When something is missing, prints why and returns
 /// false, or panics under `CI=true`.
