@@ -1,8 +1,8 @@
 //! `router apply`: push a rendered configuration and make it live without ever
 //! locking the user out.
 //!
-//! The order is fixed: prepare (tools, lock, staging dir) -> upload -> validate on
-//! the router -> snapshot -> arm a rollback timer -> apply -> prove a FRESH ssh
+//! The order is fixed: prepare (tools, lock, staging dir) -> upload -> snapshot ->
+//! validate on the router -> arm a rollback timer -> apply -> prove a FRESH ssh
 //! session still works -> confirm (disarm the timer, clean up). A failure before
 //! the apply step changes nothing; a failure after it leaves the rollback armed,
 //! so the router returns to the snapshot by itself.
@@ -44,8 +44,8 @@ impl Default for ApplyOptions {
 pub enum Step {
     Prepare,
     Upload,
-    Validate,
     Snapshot,
+    Validate,
     ArmRollback,
     Apply,
     Reconnect,
@@ -57,8 +57,8 @@ impl Step {
         match self {
             Step::Prepare => "check tools, take the lock, create the staging dir",
             Step::Upload => "upload the rendered config",
-            Step::Validate => "validate it on the router",
             Step::Snapshot => "snapshot the current config",
+            Step::Validate => "validate it on the router",
             Step::ArmRollback => "arm the automatic rollback",
             Step::Apply => "apply the new config",
             Step::Reconnect => "reconnect over a fresh ssh session",
@@ -128,6 +128,15 @@ pub enum ApplyError {
         output: String,
         seconds: u32,
     },
+    #[error(
+        "the new config went live but did not hold:\n{output}\n{}",
+        if *restored {
+            format!("sovereign rolled the router back to the previous config at once (log: {ROLLBACK_LOG}).")
+        } else {
+            format!("The immediate rollback FAILED; see {ROLLBACK_LOG} on the router and restore by hand.")
+        }
+    )]
+    RolledBack { output: String, restored: bool },
 }
 
 impl ApplyError {
@@ -135,6 +144,18 @@ impl ApplyError {
     pub fn rollback_armed(&self) -> bool {
         matches!(self, ApplyError::RollbackArmed { .. })
     }
+}
+
+/// Shell lines for the apply script when it finds the new config wrong after going
+/// live: stop the armed timer and run its rollback now (`timer.sh now`, so the
+/// `decided` race and the log stay in one place), then report `rolled-back=`.
+pub(crate) fn rollback_now(staging: &str) -> String {
+    let s = quote(staging);
+    format!(
+        "pid=$(cat {s}/timer.pid 2>/dev/null) && {{ kill -TERM -\"$pid\" 2>/dev/null || kill -TERM \"$pid\" 2>/dev/null; }}\n\
+         \tsh {s}/timer.sh now\n\
+         \tif grep -q ': restored ' {ROLLBACK_LOG} 2>/dev/null; then echo rolled-back=restored; else echo rolled-back=FAILED; fi\n"
+    )
 }
 
 /// Apply `config` to the router behind `transport`.
@@ -198,6 +219,16 @@ pub fn apply(
         return Ok(report);
     }
 
+    // The snapshot comes before validation: staging a change must never be able
+    // to reach the files the rollback restores.
+    let snapshot = session.guard(Step::Snapshot, |s| {
+        s.checked(Step::Snapshot, &s.scripts.snapshot(&staging))
+    })?;
+    report.record(StepRecord {
+        step: Step::Snapshot,
+        detail: last_line(&snapshot.stdout),
+    });
+
     let validated = session.guard(Step::Validate, |s| {
         let output = s.call(Step::Validate, &s.scripts.validate(&staging))?;
         if output.success() {
@@ -211,14 +242,6 @@ pub fn apply(
     report.record(StepRecord {
         step: Step::Validate,
         detail: last_line(&validated.stdout),
-    });
-
-    let snapshot = session.guard(Step::Snapshot, |s| {
-        s.checked(Step::Snapshot, &s.scripts.snapshot(&staging))
-    })?;
-    report.record(StepRecord {
-        step: Step::Snapshot,
-        detail: last_line(&snapshot.stdout),
     });
 
     let armed = session.guard(Step::ArmRollback, |s| {
@@ -249,6 +272,12 @@ pub fn apply(
         .run(&scripts.apply(&staging), &[])
         .map_err(|e| after(Step::Apply, e.to_string()))?;
     if !applied.success() {
+        if let Some(result) = field(&applied.stdout, "rolled-back") {
+            return Err(ApplyError::RolledBack {
+                output: combined(&applied),
+                restored: result == "restored",
+            });
+        }
         return Err(after(Step::Apply, combined(&applied)));
     }
     report.record(StepRecord {
@@ -449,7 +478,7 @@ pub(crate) fn timer_script(staging: &str, seconds: u32) -> String {
         "#!/bin/sh\n\
          # sovereign: rollback timer\n\
          trap '' HUP\n\
-         sleep {seconds}\n\
+         [ \"$1\" = now ] || sleep {seconds}\n\
          mkdir {s}/decided 2>/dev/null || exit 0\n\
          if sh {s}/rollback.sh > {s}/rollback.out 2>&1; then result=restored; else result=FAILED; fi\n\
          {{ echo \"sovereign rollback $(date): $result the config from before the apply\"; cat {s}/rollback.out; }} > {ROLLBACK_LOG}\n\

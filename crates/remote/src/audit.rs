@@ -829,6 +829,7 @@ mod tests {
             uci_batch: "set network.wg0=interface\n".into(),
             wg_interface: "wg0".into(),
             sysctl_conf: Some(SYSCTL.into()),
+            wire_script: String::new(),
         });
         let (script, _) = gather_script(&config);
         assert!(script.contains(&format!("cat {SYSCTL_FILE}")));

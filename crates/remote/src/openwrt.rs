@@ -3,10 +3,16 @@
 //! releases) and `fw4 reload`.
 //!
 //! fw4 renders from the default UCI cursor, which includes uncommitted changes
-//! (the deltas in /tmp/.uci). So validation stages the batch as deltas, runs
-//! `fw4 check`, and reverts them if anything fails; nothing is committed or
-//! reloaded until every check has passed. Because a commit takes every pending
-//! delta, sovereign refuses to start when someone else left uncommitted changes.
+//! (the deltas in /tmp/.uci). So the snapshot comes first, then validation stages
+//! the wiring (`sovereign-wire.sh`, which finds the LAN bridge by name) and the
+//! batch as deltas, runs `fw4 check`, and reverts them if anything fails; nothing
+//! is committed or reloaded until every check has passed. The rendered
+//! `sovereign.uci` ends with `commit` lines for the by-hand path, and `uci batch`
+//! executes them at once, so the staged copy has them stripped. Because a commit
+//! takes every pending delta, sovereign refuses to start when someone else left
+//! uncommitted changes. After the reload the wiring script proves that the port
+//! left the bridge (config and kernel); if it did not, the apply rolls back at
+//! once instead of waiting for the timer.
 //!
 //! The proxy-ARP sysctl file of dedicated-port isolation is part of the same
 //! transaction: snapshot (the file, or its absence, plus the live values of every
@@ -56,6 +62,18 @@ pub fn sysctl_settings(text: &str) -> Vec<(String, String)> {
                 value.trim().to_string(),
             )
         })
+        .collect()
+}
+
+/// Where the wiring script goes in the staging dir.
+const WIRE: &str = "sovereign-wire.sh";
+
+/// The batch without its `commit` lines: staged as deltas, committed by `apply`.
+pub fn uncommitted(batch: &str) -> String {
+    batch
+        .lines()
+        .filter(|line| line.split_whitespace().next() != Some("commit"))
+        .map(|line| format!("{line}\n"))
         .collect()
 }
 
@@ -179,7 +197,10 @@ impl TargetScripts for Scripts<'_> {
     }
 
     fn files(&self, staging: &str) -> Vec<(String, String)> {
-        let mut files = vec![("sovereign.uci".into(), self.0.uci_batch.clone())];
+        let mut files = vec![
+            ("sovereign.uci".into(), uncommitted(&self.0.uci_batch)),
+            (WIRE.into(), self.0.wire_script.clone()),
+        ];
         if let Some(sysctl) = &self.0.sysctl_conf {
             files.push(("sysctl.conf".into(), sysctl.clone()));
         }
@@ -192,6 +213,8 @@ impl TargetScripts for Scripts<'_> {
         format!(
             "# sovereign: validate (openwrt)\n\
              discard() {{ for c in {packages}; do uci revert \"$c\" 2>/dev/null; done; }}\n\
+             if ! sh {s}/{WIRE} stage > {s}/wire.log 2>&1; then echo \"the router is not wired the way sovereign expects:\"; cat {s}/wire.log; discard; exit 1; fi\n\
+             cat {s}/wire.log\n\
              uci batch < {s}/sovereign.uci > {s}/batch.log 2>&1; rc=$?\n\
              if [ $rc -ne 0 ] || grep -q '^uci: ' {s}/batch.log; then echo 'uci batch rejected sovereign.uci:'; cat {s}/batch.log; discard; exit 1; fi\n\
              if ! fw4 check > {s}/check.log 2>&1; then echo 'fw4 check rejected the firewall:'; cat {s}/check.log; discard; exit 1; fi\n\
@@ -260,9 +283,16 @@ impl TargetScripts for Scripts<'_> {
              {reload}\
              [ ! -s {s}/sysctl.stale ] || sysctl -e -p {s}/sysctl.stale > /dev/null\n\
              {load}\
+             if ! sh {s}/{WIRE} prove > {s}/prove.log 2>&1; then\n\
+             \tcat {s}/prove.log\n\
+             \t{rollback_now}\
+             \texit 1\n\
+             fi\n\
+             cat {s}/prove.log\n\
              echo applied > {s}/applied\n\
              echo \"applied: committed {packages}; reloaded netifd, {wg} peers and fw4$note\"\n",
             reload = self.reload_services(),
+            rollback_now = crate::apply::rollback_now(staging),
             wg = self.0.wg_interface,
         )
     }
@@ -280,7 +310,8 @@ impl TargetScripts for Scripts<'_> {
             "# sovereign: preview (openwrt)\n\
              mkdir -p {s}/conf {s}/delta {s}/nodelta\n\
              for c in {packages}; do if [ -f /etc/config/\"$c\" ]; then cp /etc/config/\"$c\" {s}/conf/\"$c\"; else : > {s}/conf/\"$c\"; fi; done\n\
-             uci -c {s}/conf -t {s}/delta batch < {s}/sovereign.uci > {s}/batch.log 2>&1; rc=$?\n\
+             if ! sh {s}/{WIRE} plan > {s}/wire.uci 2> {s}/wire.log; then echo '### wiring'; cat {s}/wire.log; exit 0; fi\n\
+             cat {s}/wire.uci {s}/sovereign.uci | uci -c {s}/conf -t {s}/delta batch > {s}/batch.log 2>&1; rc=$?\n\
              if [ $rc -ne 0 ] || grep -q '^uci: ' {s}/batch.log; then echo '### error'; cat {s}/batch.log; exit 0; fi\n\
              uci -c {s}/conf -t {s}/delta commit\n\
              for c in {packages}; do\n\
@@ -294,6 +325,11 @@ impl TargetScripts for Scripts<'_> {
 
     fn diff(&self, preview: &str) -> Result<String, String> {
         let parts = sections(preview);
+        if let Some(error) = section(&parts, "wiring") {
+            return Err(format!(
+                "the router is not wired the way sovereign expects:\n{error}"
+            ));
+        }
         if let Some(error) = section(&parts, "error") {
             return Err(format!("uci batch rejected sovereign.uci:\n{error}"));
         }

@@ -31,6 +31,9 @@ pub struct OpenwrtConfig {
     /// `None` when the rendering has none (shared isolation): then apply removes the
     /// router's copy and turns its settings back to the kernel's defaults.
     pub sysctl_conf: Option<String>,
+    /// `sovereign-wire.sh`: moves the server's port out of the LAN bridge (or back),
+    /// found by name, and proves it after the reload.
+    pub wire_script: String,
 }
 
 impl RouterConfig {

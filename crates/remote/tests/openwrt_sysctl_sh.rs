@@ -4,204 +4,14 @@
 //! files. The transcripts prove what is sent; this proves what it does to the
 //! sysctl file and the kernel values: install, load, roll back, remove, reset.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
-use sovereign_remote::{
-    ApplyError, ApplyOptions, OPENWRT_SYSCTL_FILE, OpenwrtConfig, Output, RouterConfig, Transport,
-    TransportError, apply,
-};
-
-const FAKE_TOOLS: &[(&str, &str)] = &[
-    (
-        "uci",
-        "#!/bin/sh\necho \"uci $*\" >> \"$FAKE_ROOT/uci.log\"\n",
-    ),
-    (
-        "fw4",
-        "#!/bin/sh\nif [ \"$1\" = check ] && [ -f \"$FAKE_ROOT/fw4-fails\" ]; then echo 'Error: rule'; exit 1; fi\n\
-         [ \"$1\" = check ] && echo 'Ruleset passes nftables check.'\nexit 0\n",
-    ),
-    ("ubus", "#!/bin/sh\nexit 0\n"),
-    ("ifup", "#!/bin/sh\nexit 0\n"),
-    ("nft", "#!/bin/sh\nexit 0\n"),
-    ("wg", "#!/bin/sh\nexit 0\n"),
-    // busybox semantics: -p always exits 0, -e hides unknown keys, -n KEY fails
-    // for an unknown key.
-    (
-        "sysctl",
-        "#!/bin/sh\n\
-         e=; p=\n\
-         while [ $# -gt 0 ]; do case \"$1\" in -e) e=1;; -p) p=1;; -n|-w|-q) ;; *) break;; esac; shift; done\n\
-         if [ -n \"$p\" ]; then\n\
-         \tfor f in \"$@\"; do\n\
-         \t\tgrep -v '^[[:space:]]*[#;]' \"$f\" | grep = | while IFS='=' read -r k v; do\n\
-         \t\t\tk=$(echo $k | tr / .); v=$(echo $v)\n\
-         \t\t\tif [ -f \"$FAKE_ROOT/proc/$k\" ]; then echo \"$v\" > \"$FAKE_ROOT/proc/$k\"; echo \"$k = $v\";\n\
-         \t\t\telif [ -z \"$e\" ]; then echo \"sysctl: error: '$k' is an unknown key\" >&2; fi\n\
-         \t\tdone\n\
-         \tdone\n\
-         \texit 0\n\
-         fi\n\
-         k=$(echo \"$1\" | tr / .)\n\
-         [ -f \"$FAKE_ROOT/proc/$k\" ] || exit 1\n\
-         cat \"$FAKE_ROOT/proc/$k\"\n",
-    ),
-];
-
-/// A stand-in router: a temp root, the fake tools, and the kernel values.
-struct FakeRouter {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-impl FakeRouter {
-    fn new(values: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        for sub in ["bin", "proc", "tmp", "etc/config", "etc/sysctl.d"] {
-            std::fs::create_dir_all(root.join(sub)).unwrap();
-        }
-        for (name, body) in FAKE_TOOLS {
-            let path = root.join("bin").join(name);
-            std::fs::write(&path, body).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        let router = Self { _dir: dir, root };
-        for (key, value) in values {
-            router.set(key, value);
-        }
-        router
-    }
-
-    fn set(&self, key: &str, value: &str) {
-        std::fs::write(self.root.join("proc").join(key), format!("{value}\n")).unwrap();
-    }
-
-    /// Kernel values of every key the fake knows.
-    fn values(&self) -> BTreeMap<String, String> {
-        std::fs::read_dir(self.root.join("proc"))
-            .unwrap()
-            .map(|e| e.unwrap())
-            .map(|e| {
-                let value = std::fs::read_to_string(e.path()).unwrap();
-                (
-                    e.file_name().into_string().unwrap(),
-                    value.trim().to_string(),
-                )
-            })
-            .collect()
-    }
-
-    fn sysctl_file(&self) -> PathBuf {
-        self.root.join(OPENWRT_SYSCTL_FILE.trim_start_matches('/'))
-    }
-
-    fn installed(&self) -> Option<String> {
-        std::fs::read_to_string(self.sysctl_file()).ok()
-    }
-
-    /// The router's paths inside the root; tools that do not exist here become `true`.
-    fn inside(&self, text: &str) -> String {
-        let root = self.root.display();
-        text.replace("/etc/init.d/dnsmasq", "true")
-            .replace("/etc/", &format!("{root}/etc/"))
-            .replace("/lib/netifd/", &format!("{root}/lib/netifd/"))
-            .replace("/tmp/sovereign-", &format!("{root}/tmp/sovereign-"))
-    }
-
-    fn outside(&self, text: &str) -> String {
-        text.replace(
-            &format!("{}/tmp/sovereign-", self.root.display()),
-            "/tmp/sovereign-",
-        )
-    }
-
-    fn sh(&self, script: &str, stdin: &[u8]) -> Output {
-        use std::io::Write as _;
-        let path = format!(
-            "{}:{}",
-            self.root.join("bin").display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(self.inside(script))
-            .env("PATH", path)
-            .env("FAKE_ROOT", &self.root)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin_text = self.inside(&String::from_utf8_lossy(stdin));
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin_text.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        Output {
-            status: out.status.code().unwrap_or(-1),
-            stdout: self.outside(&String::from_utf8_lossy(&out.stdout)),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// What the armed timer does when it fires, without the wait: stop the timer,
-    /// then run the uploaded rollback.sh.
-    fn fire_rollback(&self) {
-        let staging = std::fs::read_dir(self.root.join("tmp"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("sovereign-apply.")
-                    && p.is_dir()
-                    && !p.ends_with("sovereign-apply.lock")
-            })
-            .expect("the staging dir is still there");
-        // As the router names it: sh() maps it into the root.
-        let s = self.outside(&staging.display().to_string());
-        let out = self.sh(
-            &format!(
-                "pid=$(cat {s}/timer.pid); kill -TERM -\"$pid\" 2>/dev/null || kill -TERM \"$pid\"\n\
-                 sh {s}/rollback.sh"
-            ),
-            &[],
-        );
-        assert!(out.success(), "rollback.sh failed: {out:?}");
-    }
-}
-
-impl Transport for FakeRouter {
-    fn run(&self, script: &str, stdin: &[u8]) -> Result<Output, TransportError> {
-        Ok(self.sh(script, stdin))
-    }
-
-    fn run_fresh(&self, script: &str) -> Result<Output, TransportError> {
-        Ok(self.sh(script, &[]))
-    }
-
-    fn describe(&self) -> String {
-        "fake-openwrt".into()
-    }
-}
-
-impl Drop for FakeRouter {
-    /// A timer left armed by a failing test must not outlive it.
-    fn drop(&mut self) {
-        let _ = self.sh(
-            "for f in /tmp/sovereign-apply.*/timer.pid; do [ -f \"$f\" ] && kill -TERM -\"$(cat \"$f\")\"; done; true",
-            &[],
-        );
-    }
-}
+use common::FakeRouter;
+use sovereign_remote::{ApplyError, ApplyOptions, OpenwrtConfig, RouterConfig, apply};
 
 const LAN4: &str = "net.ipv4.conf.lan4.proxy_arp";
 const LAN3: &str = "net.ipv4.conf.lan3.proxy_arp";
@@ -217,6 +27,8 @@ fn config(sysctl: Option<String>) -> RouterConfig {
         uci_batch: "set network.wg0=interface\nset firewall.sovereign_vpn=zone\n".into(),
         wg_interface: "wg0".into(),
         sysctl_conf: sysctl,
+        // The wiring has tests of its own against the real uci (openwrt_real_uci.rs).
+        wire_script: "echo \"wiring: ${1:-stage} (stand-in)\"\n".into(),
     })
 }
 
@@ -245,7 +57,10 @@ fn lost() -> ApplyOptions {
 
 /// A stock router: proxy ARP off everywhere, no sovereign sysctl file.
 fn stock() -> FakeRouter {
-    FakeRouter::new(&[(LAN4, "0"), (LAN3, "0"), (BR_LAN, "0"), (DEFAULT, "0")])
+    FakeRouter::new(
+        &[],
+        &[(LAN4, "0"), (LAN3, "0"), (BR_LAN, "0"), (DEFAULT, "0")],
+    )
 }
 
 fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

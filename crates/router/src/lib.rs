@@ -12,6 +12,7 @@ mod linux;
 mod names;
 mod openwrt;
 pub mod openwrt_stock;
+pub mod openwrt_wire;
 pub mod rule_key;
 pub mod uci;
 

@@ -43,13 +43,13 @@ use sovereign_model::{Deployment, Destination as D, Isolation, Source as S};
 use sovereign_wg::RouterSecrets;
 
 use crate::names::{openwrt_ipv4_conf_key, peer_section};
+use crate::openwrt_wire::{SERVER_NETWORK, WIRE_SCRIPT, wire_script};
 use crate::rule_key::{RuleKey, Verdict};
 use crate::uci::{self, Package, Section, Value};
 use crate::{RenderError, RenderedFile};
 
 pub const VPN_ZONE: &str = "vpn";
 pub const SERVER_ZONE: &str = "ai";
-const SERVER_NETWORK: &str = "sovereign_ai";
 
 pub fn render(
     d: &Deployment,
@@ -92,6 +92,12 @@ pub fn render(
             purpose: purpose.into(),
         });
     }
+    files.push(RenderedFile {
+        path: WIRE_SCRIPT.into(),
+        contents: wire_script(d),
+        secret: false,
+        purpose: "moves the server's port out of the LAN bridge (or back), found by name; run before the batch".into(),
+    });
     if d.server.isolation == Isolation::DedicatedPort {
         files.push(RenderedFile {
             path: "etc/sysctl.d/90-sovereign.conf".into(),
@@ -215,17 +221,12 @@ fn plan(d: &Deployment, secrets: &RouterSecrets) -> Plan {
     let peer_kind = format!("wireguard_{}", wg.interface);
 
     // Inter-zone isolation is defaults.forward plus the absence of forwardings.
-    let mut preamble = vec![
+    let preamble = vec![
         "set firewall.@defaults[0].input='REJECT'".to_string(),
         "set firewall.@defaults[0].forward='REJECT'".to_string(),
     ];
-    if dedicated {
-        // A DSA port that stays in br-lan is switched, not routed: take it out.
-        preamble.push(format!(
-            "del_list network.@device[0].ports={}",
-            uci::quote(&d.server.router_port)
-        ));
-    }
+    // Taking the server's port out of the bridge (or returning it) is not in the
+    // batch: sovereign-wire.sh looks the bridge up by name (see openwrt_wire).
 
     sections.push((
         "network",
@@ -695,8 +696,9 @@ fn sysctl_conf(d: &Deployment) -> String {
 
 fn checklist(d: &Deployment) -> Vec<String> {
     let mut items = vec![
-        "Apply: copy the files to the router, then `uci batch < sovereign.uci && fw4 check && \
-         service network reload && service firewall reload`."
+        "Apply: copy the files to the router, then `sh sovereign-wire.sh && uci batch < sovereign.uci && \
+         fw4 check && service network reload && service firewall reload && sh sovereign-wire.sh prove` \
+         (the wiring script refuses, changing nothing, when the server's port is not where sovereign expects it)."
             .to_string(),
     ];
     if d.server.isolation == Isolation::DedicatedPort {
@@ -707,13 +709,14 @@ fn checklist(d: &Deployment) -> Vec<String> {
                 .to_string(),
         );
         items.push(format!(
-            "Plug the AI server into port {port} and nothing else into it; check that `uci get network.@device[0].name` \
-             prints {} (the batch removed {port} from that bridge; if your bridge is another section, remove {port} from its ports by hand).",
+            "Plug the AI server into port {port} and nothing else into it; sovereign-wire.sh takes {port} out of {} \
+             (found by name) and `sovereign-wire.sh prove` shows that it left.",
             d.lan.interface
         ));
         items.push(format!(
-            "Routers without DSA port names (swconfig) have no {port} device: create a VLAN for the server's port and \
-             set server.router_port to its device (e.g. eth0.3)."
+            "Routers without DSA port names (swconfig) have no {port} device: create a VLAN of its own for the \
+             server's switch port and set server.router_port to its device (e.g. eth0.3); sovereign-wire.sh refuses \
+             a VLAN that shares a switch port with the LAN."
         ));
         items.push(format!(
             "Give the server the static address {}/{} with gateway and DNS {}: no DHCP range can be served on a /32 port.",

@@ -16,7 +16,7 @@ pub const DHCP: &str = include_str!("openwrt_stock/dhcp");
 
 /// `/etc/config/network` as shipped, with the deployment's LAN and WAN devices and
 /// LAN address (the only parts a user sets before sovereign runs). The bridge holds
-/// lan1-lan4 and the server's port, so the batch has a port to take out of it.
+/// lan1-lan4 and the server's port, so the wiring has a port to take out of it.
 pub fn network(d: &Deployment) -> String {
     let mut ports: Vec<String> = (1..=4).map(|i| format!("lan{i}")).collect();
     if !ports.contains(&d.server.router_port) {

@@ -57,16 +57,21 @@ fn batch_is_idempotent_known_and_matches_the_fragments() {
     }
 }
 
+/// The bridge is sovereign-wire.sh's (it finds the section by name; the real-uci
+/// tests in sovereign-remote run it): the batch never addresses a device section.
 #[test]
-fn dedicated_port_leaves_the_bridge_and_shared_mode_keeps_it() {
+fn the_batch_gives_the_port_to_sovereign_ai_and_leaves_the_bridge_alone() {
     let d = common::with_peers(1);
+    let (batch, _) = batch_of(&d);
+    assert!(!batch.contains("@device"), "{batch}");
     let mut config = base_config();
-    config
-        .apply(&parse_batch(&batch_of(&d).0).unwrap())
-        .unwrap();
+    config.apply(&parse_batch(&batch).unwrap()).unwrap();
     let network = config.package("network").unwrap();
     let bridge = network.sections_of("device").next().unwrap();
-    assert_eq!(bridge.get_all("ports"), vec!["lan1", "lan2", "lan3"]);
+    assert_eq!(
+        bridge.get_all("ports"),
+        vec!["lan1", "lan2", "lan3", "lan4"]
+    );
     assert_eq!(
         network.section("sovereign_ai").unwrap().get_str("device"),
         Some("lan4")

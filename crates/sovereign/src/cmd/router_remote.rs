@@ -245,6 +245,7 @@ fn rendered_config(
         }),
         RouterTarget::Openwrt => RouterConfig::Openwrt(OpenwrtConfig {
             uci_batch: file("sovereign.uci")?,
+            wire_script: file(sovereign_router::openwrt_wire::WIRE_SCRIPT)?,
             wg_interface,
             // Proxy ARP for dedicated-port isolation; shared isolation renders none,
             // and then apply removes the router's copy.
