@@ -78,16 +78,18 @@ impl Builder {
 /// Parse `/etc/config/firewall` and `network` (errors name the file and line) and
 /// compile them.
 pub fn compile(firewall_text: &str, network_text: &str) -> Result<Compiled, VerifyError> {
-    let parse = |file: &str, text: &str| {
-        parse_config_file(text).map_err(|e| VerifyError::Uci {
-            file: file.to_string(),
-            line: e.line,
-            message: e.message,
-        })
-    };
     let firewall = parse("firewall", firewall_text)?;
     let network = parse("network", network_text)?;
     Ok(compile_packages(&firewall, &network))
+}
+
+/// One `/etc/config` file, its errors naming the file and line.
+pub(crate) fn parse(file: &str, text: &str) -> Result<Package, VerifyError> {
+    parse_config_file(text).map_err(|e| VerifyError::Uci {
+        file: file.to_string(),
+        line: e.line,
+        message: e.message,
+    })
 }
 
 /// Compile parsed packages, e.g. a stock config after `uci batch` ran over it. fw4

@@ -74,7 +74,23 @@ pub fn verify_uci(
     firewall_text: &str,
     network_text: &str,
 ) -> Result<Report, VerifyError> {
-    verify_compiled(d, fw4::compile(firewall_text, network_text)?)
+    let network = fw4::parse("network", network_text)?;
+    let firewall = fw4::parse("firewall", firewall_text)?;
+    verify_packages(d, &firewall, &network)
+}
+
+/// The fw4 compilation of the two packages, evaluated, with the wiring read from the
+/// network package: a server port that is not its own makes isolation unenforceable.
+fn verify_packages(
+    d: &Deployment,
+    firewall: &sovereign_router::uci::Package,
+    network: &sovereign_router::uci::Package,
+) -> Result<Report, VerifyError> {
+    let mut report = verify_compiled(d, fw4::compile_packages(firewall, network))?;
+    if let Some(reason) = sovereign_router::openwrt_wire::miswiring(d, network) {
+        report.server_not_isolated(&reason);
+    }
+    Ok(report)
 }
 
 fn verify_compiled(d: &Deployment, compiled: fw4::Compiled) -> Result<Report, VerifyError> {
@@ -207,15 +223,13 @@ pub fn verify_openwrt_config(
     config: &sovereign_router::uci::Config,
 ) -> Result<Report, VerifyError> {
     let package = |name: &str| config.package(name).cloned().unwrap_or_default();
-    verify_compiled(
-        d,
-        fw4::compile_packages(&package("firewall"), &package("network")),
-    )
+    verify_packages(d, &package("firewall"), &package("network"))
 }
 
-/// A stock OpenWrt config after `uci batch < sovereign.uci`, applied by the router
-/// crate's interpreter (strict: a command `uci` would skip with an error fails here,
-/// naming its line).
+/// A stock OpenWrt config after `sh sovereign-wire.sh && uci batch < sovereign.uci`,
+/// applied by the router crate's interpreter (strict: a command `uci` would skip
+/// with an error fails here, naming its line; the wiring is the script's, as
+/// [`sovereign_router::openwrt_wire::wire_lines`] models it).
 pub fn openwrt_after_batch(
     d: &Deployment,
     batch: &str,
@@ -227,6 +241,14 @@ pub fn openwrt_after_batch(
     };
     let mut config = sovereign_router::openwrt_stock::config(d)
         .map_err(|(package, e)| uci_error(&format!("stock /etc/config/{package}"), e))?;
+    let network = config.package("network").cloned().unwrap_or_default();
+    let wiring = sovereign_router::openwrt_wire::wire_lines(d, &network)
+        .map_err(|e| VerifyError::Render(format!("sovereign-wire.sh would refuse: {e}")))?;
+    let wiring = sovereign_router::uci::parse_batch(&wiring.join("\n"))
+        .map_err(|e| uci_error("sovereign-wire.sh", e))?;
+    config
+        .apply(&wiring)
+        .map_err(|e| uci_error("sovereign-wire.sh", e))?;
     let commands =
         sovereign_router::uci::parse_batch(batch).map_err(|e| uci_error("sovereign.uci", e))?;
     config

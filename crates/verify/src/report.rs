@@ -219,24 +219,7 @@ pub fn analyse(
     let mut lints = extra_lints;
     lints.extend(crate::lint::lints(program, topology, &cells, filters_ipv6));
     lints.sort_by_key(|l| l.severity);
-    let count = |v: CellVerdict| cells.iter().filter(|c| c.verdict == v).count();
-    let errors = lints
-        .iter()
-        .filter(|l| l.severity == Severity::Error)
-        .count();
-    let summary = Summary {
-        holds: count(CellVerdict::Violated) == 0 && count(CellVerdict::Unknown) == 0 && errors == 0,
-        cells: cells.len(),
-        holding: count(CellVerdict::Holds),
-        violated: count(CellVerdict::Violated),
-        unknown: count(CellVerdict::Unknown),
-        unenforceable: count(CellVerdict::Unenforceable),
-        errors,
-        warnings: lints
-            .iter()
-            .filter(|l| l.severity == Severity::Warning)
-            .count(),
-    };
+    let summary = summarize(&cells, &lints);
     Report {
         input: input.to_string(),
         topology: topology.clone(),
@@ -244,6 +227,55 @@ pub fn analyse(
         lints,
         assumptions: assumptions(program),
         summary,
+    }
+}
+
+fn summarize(cells: &[CellResult], lints: &[Lint]) -> Summary {
+    let count = |v: CellVerdict| cells.iter().filter(|c| c.verdict == v).count();
+    let severity = |s: Severity| lints.iter().filter(|l| l.severity == s).count();
+    let errors = severity(Severity::Error);
+    Summary {
+        holds: count(CellVerdict::Violated) == 0 && count(CellVerdict::Unknown) == 0 && errors == 0,
+        cells: cells.len(),
+        holding: count(CellVerdict::Holds),
+        violated: count(CellVerdict::Violated),
+        unknown: count(CellVerdict::Unknown),
+        unenforceable: count(CellVerdict::Unenforceable),
+        errors,
+        warnings: severity(Severity::Warning),
+    }
+}
+
+impl Report {
+    /// The server's port is not its own (`reason`, from the network config): every
+    /// denied cell between the server and the LAN is switched, not routed, so no
+    /// rule can hold it, and the report fails with an error lint naming the reason.
+    pub fn server_not_isolated(&mut self, reason: &str) {
+        let lan_side = |source: Source, destination: Destination| {
+            matches!(source, Source::LanDevice | Source::LanAdmin)
+                && matches!(
+                    destination,
+                    Destination::ServerApi | Destination::ServerSsh | Destination::ServerOther
+                )
+                || source == Source::Server && destination == Destination::OtherLan
+        };
+        for cell in &mut self.cells {
+            if cell.expect == Expect::Deny && lan_side(cell.source, cell.destination) {
+                cell.verdict = CellVerdict::Unenforceable;
+                cell.reason = format!("not enforceable: {reason}");
+            }
+        }
+        self.lints.insert(
+            0,
+            Lint {
+                code: "server-port-not-isolated",
+                severity: Severity::Error,
+                message: reason.to_string(),
+                rule: None,
+                witness: None,
+            },
+        );
+        self.summary = summarize(&self.cells, &self.lints);
     }
 }
 

@@ -166,3 +166,62 @@ fn a_bad_batch_names_its_line() {
     let err = openwrt_after_batch(&d, "set firewall.nothere.proto='udp'\n").unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
 }
+
+/// The rules are right, but the server's port is still bridged to the LAN (the
+/// field bug of `del_list @device[0]` on a router whose first device section is
+/// not the bridge): every server<->LAN deny is unenforceable and the report fails.
+#[test]
+fn a_server_port_left_in_the_bridge_never_holds() {
+    let d = with_peers(1);
+    let mut config = openwrt_after_batch(&d, &rendered_batch(&d)).unwrap();
+    assert!(verify_openwrt_config(&d, &config).unwrap().holds());
+    let bridged =
+        sovereign_router::uci::parse_batch("add_list network.@device[0].ports='lan4'\n").unwrap();
+    config.apply(&bridged).unwrap();
+    let report = verify_openwrt_config(&d, &config).unwrap();
+    let table = render_table(&report, false);
+    assert!(!report.holds(), "{table}");
+    assert_eq!(report.lints[0].code, "server-port-not-isolated", "{table}");
+    assert!(
+        report.lints[0]
+            .message
+            .contains("lan4 is still a port of bridge br-lan")
+    );
+    for (source, destination) in [
+        (Source::LanDevice, Destination::ServerApi),
+        (Source::LanDevice, Destination::ServerSsh),
+        (Source::Server, Destination::OtherLan),
+    ] {
+        let cell = report.cell(source, destination, IpFamily::Ipv4).unwrap();
+        assert_eq!(
+            cell.verdict,
+            CellVerdict::Unenforceable,
+            "{source:?} -> {destination:?}"
+        );
+        assert!(cell.reason.contains("not enforceable"), "{}", cell.reason);
+    }
+    // The allowed cells and the WAN's are untouched.
+    let api = report
+        .cell(Source::VpnPeer, Destination::ServerApi, IpFamily::Ipv4)
+        .unwrap();
+    assert_eq!(api.verdict, CellVerdict::Holds);
+}
+
+/// The same when the server's interface is not its port.
+#[test]
+fn a_server_interface_on_another_device_never_holds() {
+    let d = with_peers(1);
+    let mut config = openwrt_after_batch(&d, &rendered_batch(&d)).unwrap();
+    let moved =
+        sovereign_router::uci::parse_batch("set network.sovereign_ai.device='lan3'\n").unwrap();
+    config.apply(&moved).unwrap();
+    let report = verify_openwrt_config(&d, &config).unwrap();
+    assert!(!report.holds());
+    assert!(
+        report.lints[0]
+            .message
+            .contains("not the server's port lan4"),
+        "{}",
+        report.lints[0].message
+    );
+}
