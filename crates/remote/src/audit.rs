@@ -14,7 +14,7 @@ use sovereign_model::Deployment;
 
 use crate::linux::TABLE;
 use crate::nftjson::{self, NftRule};
-use crate::openwrt::{SYSCTL_FILE, sysctl_settings, touched_packages};
+use crate::openwrt::{SYSCTL_FILE, WIRE_SCRIPT, sysctl_settings, touched_packages};
 use crate::script::quote;
 use crate::target::{RouterConfig, section, sections};
 use crate::transport::{Transport, TransportError};
@@ -36,6 +36,9 @@ pub enum DriftKind {
     Section,
     /// sovereign's sysctl file or a kernel setting it sets (OpenWrt proxy ARP).
     Sysctl,
+    /// Where the AI server's port is: out of the LAN bridge, in config and kernel
+    /// (OpenWrt, `sovereign-wire.sh prove`).
+    Wiring,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -186,12 +189,42 @@ pub fn evaluate(
                 live_file,
                 section(&parts, "sysctl values").unwrap_or(""),
             ));
+            report
+                .drift
+                .extend(wiring_drift(section(&parts, "wiring").unwrap_or("")));
         }
     }
     report
         .drift
         .sort_by(|a, b| (a.kind, &a.key).cmp(&(b.kind, &b.key)));
     Ok(report)
+}
+
+/// What `sovereign-wire.sh prove` said on the router (its output, then `FAILED` if
+/// it failed): a port still bridged to the LAN is drift, whatever the rules say.
+pub fn wiring_drift(gathered: &str) -> Vec<Drift> {
+    let lines: Vec<&str> = gathered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.last() != Some(&"FAILED") {
+        return Vec::new();
+    }
+    let detail = lines[..lines.len() - 1]
+        .iter()
+        .map(|l| l.trim_start_matches("sovereign-wire: "))
+        .collect::<Vec<_>>()
+        .join("; ");
+    vec![Drift {
+        kind: DriftKind::Wiring,
+        change: DriftChange::Changed,
+        key: "server port".into(),
+        name: None,
+        detail: format!(
+            "{detail} (router apply moves it; until then the server is switched to the LAN)"
+        ),
+    }]
 }
 
 /// sovereign's sysctl file (`rendered`/`live`: `None` when absent) and the live
@@ -617,6 +650,9 @@ fn display_list(items: &[String]) -> String {
 }
 
 /// The one script that reads everything; the rendered config goes in on stdin.
+/// The here-document delimiter for the wiring script inside the audit script.
+const WIRE_EOF: &str = "SOVEREIGN_WIRE_EOF";
+
 fn gather_script(config: &RouterConfig) -> (String, String) {
     let head = "umask 077\n\
                 S=$(mktemp -d /tmp/sovereign-audit.XXXXXX) || exit 1\n\
@@ -651,9 +687,15 @@ fn gather_script(config: &RouterConfig) -> (String, String) {
                 format!(
                     "# sovereign: audit (openwrt)\n{head}\
                      cat > \"$S/sovereign.uci\"\n\
+                     cat > \"$S/{WIRE_SCRIPT}\" <<'{WIRE_EOF}'\n\
+                     {wire}\n\
+                     {WIRE_EOF}\n\
                      mkdir \"$S/conf\" \"$S/delta\" \"$S/nodelta\"\n\
                      for c in {packages}; do if [ -f /etc/config/\"$c\" ]; then cp /etc/config/\"$c\" \"$S/conf/$c\"; else : > \"$S/conf/$c\"; fi; done\n\
-                     uci -c \"$S/conf\" -t \"$S/delta\" batch < \"$S/sovereign.uci\" > \"$S/batch.log\" 2>&1; rc=$?\n\
+                     echo '### wiring'\n\
+                     WIRE_WAIT=1 sh \"$S/{WIRE_SCRIPT}\" prove 2>&1 || echo FAILED\n\
+                     sh \"$S/{WIRE_SCRIPT}\" plan > \"$S/wire.uci\" 2>/dev/null || : > \"$S/wire.uci\"\n\
+                     cat \"$S/wire.uci\" \"$S/sovereign.uci\" | uci -c \"$S/conf\" -t \"$S/delta\" batch > \"$S/batch.log\" 2>&1; rc=$?\n\
                      if [ $rc -ne 0 ] || grep -q '^uci: ' \"$S/batch.log\"; then echo '### error'; cat \"$S/batch.log\"; exit 0; fi\n\
                      uci -c \"$S/conf\" -t \"$S/delta\" commit\n\
                      for c in {packages}; do\n\
@@ -670,6 +712,7 @@ fn gather_script(config: &RouterConfig) -> (String, String) {
                      {DUMP_COMMAND}\n",
                     packages = packages,
                     keys = keys.join(" "),
+                    wire = c.wire_script.trim_end(),
                 ),
                 c.uci_batch.clone(),
             )

@@ -65,8 +65,8 @@ pub fn sysctl_settings(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Where the wiring script goes in the staging dir.
-const WIRE: &str = "sovereign-wire.sh";
+/// The wiring script, as the router crate renders it (and where it goes in the staging dir).
+pub(crate) const WIRE_SCRIPT: &str = "sovereign-wire.sh";
 
 /// The batch without its `commit` lines: staged as deltas, committed by `apply`.
 pub fn uncommitted(batch: &str) -> String {
@@ -199,7 +199,7 @@ impl TargetScripts for Scripts<'_> {
     fn files(&self, staging: &str) -> Vec<(String, String)> {
         let mut files = vec![
             ("sovereign.uci".into(), uncommitted(&self.0.uci_batch)),
-            (WIRE.into(), self.0.wire_script.clone()),
+            (WIRE_SCRIPT.into(), self.0.wire_script.clone()),
         ];
         if let Some(sysctl) = &self.0.sysctl_conf {
             files.push(("sysctl.conf".into(), sysctl.clone()));
@@ -213,7 +213,7 @@ impl TargetScripts for Scripts<'_> {
         format!(
             "# sovereign: validate (openwrt)\n\
              discard() {{ for c in {packages}; do uci revert \"$c\" 2>/dev/null; done; }}\n\
-             if ! sh {s}/{WIRE} stage > {s}/wire.log 2>&1; then echo \"the router is not wired the way sovereign expects:\"; cat {s}/wire.log; discard; exit 1; fi\n\
+             if ! sh {s}/{WIRE_SCRIPT} stage > {s}/wire.log 2>&1; then echo \"the router is not wired the way sovereign expects:\"; cat {s}/wire.log; discard; exit 1; fi\n\
              cat {s}/wire.log\n\
              uci batch < {s}/sovereign.uci > {s}/batch.log 2>&1; rc=$?\n\
              if [ $rc -ne 0 ] || grep -q '^uci: ' {s}/batch.log; then echo 'uci batch rejected sovereign.uci:'; cat {s}/batch.log; discard; exit 1; fi\n\
@@ -283,7 +283,7 @@ impl TargetScripts for Scripts<'_> {
              {reload}\
              [ ! -s {s}/sysctl.stale ] || sysctl -e -p {s}/sysctl.stale > /dev/null\n\
              {load}\
-             if ! sh {s}/{WIRE} prove > {s}/prove.log 2>&1; then\n\
+             if ! sh {s}/{WIRE_SCRIPT} prove > {s}/prove.log 2>&1; then\n\
              \tcat {s}/prove.log\n\
              \t{rollback_now}\
              \texit 1\n\
@@ -310,7 +310,7 @@ impl TargetScripts for Scripts<'_> {
             "# sovereign: preview (openwrt)\n\
              mkdir -p {s}/conf {s}/delta {s}/nodelta\n\
              for c in {packages}; do if [ -f /etc/config/\"$c\" ]; then cp /etc/config/\"$c\" {s}/conf/\"$c\"; else : > {s}/conf/\"$c\"; fi; done\n\
-             if ! sh {s}/{WIRE} plan > {s}/wire.uci 2> {s}/wire.log; then echo '### wiring'; cat {s}/wire.log; exit 0; fi\n\
+             if ! sh {s}/{WIRE_SCRIPT} plan > {s}/wire.uci 2> {s}/wire.log; then echo '### wiring'; cat {s}/wire.log; exit 0; fi\n\
              cat {s}/wire.uci {s}/sovereign.uci | uci -c {s}/conf -t {s}/delta batch > {s}/batch.log 2>&1; rc=$?\n\
              if [ $rc -ne 0 ] || grep -q '^uci: ' {s}/batch.log; then echo '### error'; cat {s}/batch.log; exit 0; fi\n\
              uci -c {s}/conf -t {s}/delta commit\n\

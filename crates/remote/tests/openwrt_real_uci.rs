@@ -435,3 +435,32 @@ fn the_wiring_model_agrees_with_the_real_script() {
         }
     }
 }
+
+/// `router audit` reads the wiring from the router: config and kernel. A port put
+/// back into the bridge by hand is drift, even though every rule is still right.
+#[test]
+fn audit_reports_a_server_port_that_went_back_into_the_bridge() {
+    let Some(router) = Router::new("openwrt_real_uci", "wan_device_first") else {
+        return;
+    };
+    let d = dedicated("lan4");
+    let config = config_of(&d);
+    apply(&router.fake, &config, &options()).expect("apply");
+    let wiring = |router: &Router| {
+        let report = sovereign_remote::audit(&router.fake, &d, &config, None).expect("audit");
+        report
+            .drift
+            .into_iter()
+            .filter(|drift| drift.kind == sovereign_remote::DriftKind::Wiring)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(wiring(&router), [], "freshly applied");
+    let out = router.fake.sh(
+        "uci add_list network.@device[1].ports=lan4 && uci commit network && ubus call network reload",
+        &[],
+    );
+    assert!(out.success(), "{out:?}");
+    let drift = wiring(&router);
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert!(drift[0].detail.contains("lan4 is still listed"), "{}", drift[0].detail);
+}

@@ -132,10 +132,10 @@ stage() {
 }
 
 # The kernel's view: is device $1 still enslaved to the LAN bridge? netifd applies
-# a reload asynchronously, so give it up to ten seconds to let go.
+# a reload asynchronously, so give it WIRE_WAIT seconds (ten) to let go.
 bridged() {
 	i=0
-	while [ $i -lt 10 ]; do
+	while [ $i -lt "${WIRE_WAIT:-10}" ]; do
 		m=$(readlink "/sys/class/net/$1/master" 2>/dev/null)
 		[ "${m##*/}" = "$LAN_DEVICE" ] || return 1
 		sleep 1; i=$((i + 1))
