@@ -154,6 +154,9 @@ enum Kind {
     Ethertype,
     Icmp,
     Icmpv6,
+    /// `icmp code` / `icmpv6 code`: numbers, or the names nft prints for them.
+    IcmpCode,
+    Icmpv6Code,
     Number,
     Iface,
     CtState,
@@ -321,7 +324,7 @@ impl Ctx<'_> {
                     }
                     ("icmp", "code") => f(
                         Dim::IcmpCode,
-                        Kind::Number,
+                        Kind::IcmpCode,
                         v4.and(&proto(&[PROTO_ICMP])),
                         8,
                     ),
@@ -333,7 +336,7 @@ impl Ctx<'_> {
                     ),
                     ("icmpv6", "code") => f(
                         Dim::IcmpCode,
-                        Kind::Number,
+                        Kind::Icmpv6Code,
                         v6.and(&proto(&[PROTO_ICMPV6])),
                         8,
                     ),
@@ -841,6 +844,28 @@ fn named_constant(kind: Kind, s: &str) -> Option<u128> {
             "ind-neighbor-solicit" => 141,
             "ind-neighbor-advert" => 142,
             "mld2-listener-report" => 143,
+            _ => return None,
+        },
+        // nft's icmp_code_type and icmpv6_code_type names (what `nft -j` prints,
+        // e.g. for fw4's Allow-MLD and Allow-ICMPv6 rules).
+        (Kind::IcmpCode, _) => match s {
+            "net-unreachable" => 0,
+            "host-unreachable" => 1,
+            "prot-unreachable" => 2,
+            "port-unreachable" => 3,
+            "frag-needed" => 4,
+            "net-prohibited" => 9,
+            "host-prohibited" => 10,
+            "admin-prohibited" => 13,
+            _ => return None,
+        },
+        (Kind::Icmpv6Code, _) => match s {
+            "no-route" => 0,
+            "admin-prohibited" => 1,
+            "addr-unreachable" => 3,
+            "port-unreachable" => 4,
+            "policy-fail" => 5,
+            "reject-route" => 6,
             _ => return None,
         },
         _ => return None,
