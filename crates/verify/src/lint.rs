@@ -157,9 +157,14 @@ fn ipv6_open(cells: &[CellResult], out: &mut Vec<Lint>) {
 }
 
 /// fw4 renders a rule without `target` as a bare counter: it never decides anything,
-/// which is rarely what its author meant.
+/// which is rarely what its author meant. fw4's `mangle_*` chains hold rules that
+/// rewrite instead of deciding (zone MTU fixing, `set_mark`, `set_dscp`): a rule
+/// there has a target even when the model sees no verdict.
 fn counter_only(program: &Program, out: &mut Vec<Lint>) {
     for (ci, chain) in program.chains.iter().enumerate() {
+        if chain.name.starts_with("mangle_") {
+            continue;
+        }
         for (ri, rule) in chain.rules.iter().enumerate() {
             let from_fw4 = rule
                 .comment
