@@ -462,5 +462,9 @@ fn audit_reports_a_server_port_that_went_back_into_the_bridge() {
     assert!(out.success(), "{out:?}");
     let drift = wiring(&router);
     assert_eq!(drift.len(), 1, "{drift:?}");
-    assert!(drift[0].detail.contains("lan4 is still listed"), "{}", drift[0].detail);
+    assert!(
+        drift[0].detail.contains("lan4 is still listed"),
+        "{}",
+        drift[0].detail
+    );
 }

@@ -41,6 +41,8 @@ impl Compiled {
 #[derive(Debug, Clone)]
 struct Zone {
     name: String,
+    /// The networks it lists (for the addresses NAT reflection uses).
+    networks: Vec<String>,
     devices: Vec<String>,
     subnets4: Vec<Value>,
     subnets6: Vec<Value>,
@@ -131,17 +133,24 @@ pub fn compile_packages(firewall: &Package, network: &Package) -> Compiled {
             ));
             continue;
         };
+        if zones.iter().any(|z| z.name == name) {
+            // fw4 renders both, and nft refuses the duplicate chains: nothing loads.
+            b.notes.push((
+                Severity::Error,
+                format!("zone name `{name}` is used twice: fw4's output for this config does not load; rename or delete one zone"),
+            ));
+            continue;
+        }
         let mut devices = Vec::new();
         for net in s.values("network") {
             match network_device(network, &net) {
                 Some(dev) => devices.push(dev),
+                // fw4 maps networks to devices through netifd; an unknown network
+                // adds no device match (the zone then matches by subnet, or not at all).
                 None => b.notes.push((
                     Severity::Warning,
-                    format!("zone {name}: network `{net}` has no device in the network config; assuming device `{net}`"),
+                    format!("zone {name}: network `{net}` does not exist in the network config, so fw4 matches no device for it"),
                 )),
-            }
-            if network_device(network, &net).is_none() {
-                devices.push(net.clone());
             }
         }
         devices.extend(
@@ -164,6 +173,17 @@ pub fn compile_packages(firewall: &Package, network: &Package) -> Compiled {
                 )),
             }
         }
+        // fw4 infers the family from the subnets too: IPv4 subnets only make an
+        // IPv4-only zone.
+        let family = match (
+            s.opt("family").map_or(0, parse_family),
+            subnets4.is_empty(),
+            subnets6.is_empty(),
+        ) {
+            (0, false, true) => 4,
+            (0, true, false) => 6,
+            (f, _, _) => f,
+        };
         let input = policy(Some(s), "input", &def_input);
         let output = policy(Some(s), "output", &def_output);
         let forward = policy(Some(s), "forward", &def_forward);
@@ -172,6 +192,7 @@ pub fn compile_packages(firewall: &Package, network: &Package) -> Compiled {
         sflags.insert(input.clone());
         zones.push(Zone {
             name,
+            networks: s.values("network"),
             devices,
             subnets4,
             subnets6,
@@ -180,7 +201,7 @@ pub fn compile_packages(firewall: &Package, network: &Package) -> Compiled {
             forward,
             masq: s.opt("masq").is_some_and(is_true),
             log: s.opt("log").is_some_and(is_true),
-            family: s.opt("family").map_or(0, parse_family),
+            family,
             sflags,
             dflags,
         });
@@ -272,7 +293,7 @@ pub fn compile_packages(firewall: &Package, network: &Package) -> Compiled {
         if s.opt("enabled").is_some_and(is_false) {
             continue;
         }
-        compile_redirect(&mut b, &mut zones, s, &id);
+        compile_redirect(&mut b, &mut zones, network, s, &id);
     }
     for s in firewall.sections.iter().filter(|s| {
         !matches!(
@@ -785,38 +806,133 @@ fn parse_port(s: &str) -> Option<Value> {
     })
 }
 
+/// fw4's ICMP type names (fw4.uc `ipv4_icmptypes` / `ipv6_icmptypes`) and the type
+/// each selects. fw4 also matches a code range for some names (`no-route` is type
+/// 1, code 0); the model keeps only the type, which is exact for the matrix because
+/// ICMP is outside it (see the report's assumptions).
+const ICMP_TYPES_V4: &[(&str, u8)] = &[
+    ("echo-reply", 0),
+    ("pong", 0),
+    ("destination-unreachable", 3),
+    ("network-unreachable", 3),
+    ("host-unreachable", 3),
+    ("protocol-unreachable", 3),
+    ("port-unreachable", 3),
+    ("fragmentation-needed", 3),
+    ("source-route-failed", 3),
+    ("network-unknown", 3),
+    ("host-unknown", 3),
+    ("network-prohibited", 3),
+    ("host-prohibited", 3),
+    ("TOS-network-unreachable", 3),
+    ("TOS-host-unreachable", 3),
+    ("communication-prohibited", 3),
+    ("host-precedence-violation", 3),
+    ("precedence-cutoff", 3),
+    ("source-quench", 4),
+    ("redirect", 5),
+    ("network-redirect", 5),
+    ("host-redirect", 5),
+    ("TOS-network-redirect", 5),
+    ("TOS-host-redirect", 5),
+    ("echo-request", 8),
+    ("ping", 8),
+    ("router-advertisement", 9),
+    ("router-solicitation", 10),
+    ("time-exceeded", 11),
+    ("ttl-exceeded", 11),
+    ("ttl-zero-during-transit", 11),
+    ("ttl-zero-during-reassembly", 11),
+    ("parameter-problem", 12),
+    ("ip-header-bad", 12),
+    ("required-option-missing", 12),
+    ("timestamp-request", 13),
+    ("timestamp-reply", 14),
+    ("address-mask-request", 17),
+    ("address-mask-reply", 18),
+];
+const ICMP_TYPES_V6: &[(&str, u8)] = &[
+    ("destination-unreachable", 1),
+    ("no-route", 1),
+    ("communication-prohibited", 1),
+    ("address-unreachable", 1),
+    ("port-unreachable", 1),
+    ("packet-too-big", 2),
+    ("time-exceeded", 3),
+    ("ttl-exceeded", 3),
+    ("ttl-zero-during-transit", 3),
+    ("ttl-zero-during-reassembly", 3),
+    ("parameter-problem", 4),
+    ("bad-header", 4),
+    ("unknown-header-type", 4),
+    ("unknown-option", 4),
+    ("echo-request", 128),
+    ("ping", 128),
+    ("echo-reply", 129),
+    ("pong", 129),
+    ("multicast-listener-query", 130),
+    ("multicast-listener-report", 131),
+    ("multicast-listener-done", 132),
+    ("router-solicitation", 133),
+    ("router-advertisement", 134),
+    ("neighbour-solicitation", 135),
+    ("neighbor-solicitation", 135),
+    ("neighbour-advertisement", 136),
+    ("neighbor-advertisement", 136),
+    ("redirect", 137),
+    ("router-renumbering", 138),
+    ("node-info-query", 139),
+    ("node-info-response", 140),
+    ("inverse-neighbour-discovery-solicitation-message", 141),
+    ("inverse-neighbor-discovery-solicitation-message", 141),
+    ("inverse-neighbour-discovery-advertisement-message", 142),
+    ("inverse-neighbor-discovery-advertisement-message", 142),
+    ("v2-multicast-listener-report", 143),
+    ("home-agent-address-discovery-request-message", 144),
+    ("home-agent-address-discovery-reply-message", 145),
+    ("mobile-prefix-solicitation", 146),
+    ("mobile-prefix-advertisement", 147),
+    ("certification-path-solicitation-message", 148),
+    ("certification-path-advertisement-message", 149),
+    ("seamoby-protocol-message", 150),
+    ("multicast-router-advertisement", 151),
+    ("multicast-router-solicitation", 152),
+    ("multicast-router-termination", 153),
+    ("fmipv6-message", 154),
+    ("rpl-control-message", 155),
+    ("ilnpv6-locator-update-message", 156),
+    ("duplicate-address-request", 157),
+    ("duplicate-address-confirmation", 158),
+    ("mpl-control-message", 159),
+    ("extended-echo-request", 160),
+    ("extended-ping", 160),
+    ("extended-echo-reply", 161),
+    ("extended-pong", 161),
+];
+
+/// The ICMP type of a UCI `icmp_type` value (`8`, `130/0`, a name), or `None` for a
+/// name fw4 does not know (fw4 warns and skips it).
 fn icmp_type(name: &str, v6: bool) -> Option<u8> {
     if let Ok(n) = name.split('/').next()?.parse::<u8>() {
         return Some(n);
     }
-    let v = match (name, v6) {
-        ("echo-reply" | "pong", false) => 0,
-        ("destination-unreachable", false) => 3,
-        ("source-quench", false) => 4,
-        ("redirect", false) => 5,
-        ("echo-request" | "ping", false) => 8,
-        ("router-advertisement", false) => 9,
-        ("router-solicitation", false) => 10,
-        ("time-exceeded" | "ttl-exceeded", false) => 11,
-        ("parameter-problem", false) => 12,
-        ("timestamp-request", false) => 13,
-        ("timestamp-reply", false) => 14,
-        ("address-mask-request", false) => 17,
-        ("address-mask-reply", false) => 18,
-        ("destination-unreachable", true) => 1,
-        ("packet-too-big", true) => 2,
-        ("time-exceeded" | "ttl-exceeded", true) => 3,
-        ("parameter-problem", true) => 4,
-        ("echo-request" | "ping", true) => 128,
-        ("echo-reply" | "pong", true) => 129,
-        ("router-solicitation", true) => 133,
-        ("router-advertisement", true) => 134,
-        ("neighbour-solicitation" | "neighbor-solicitation", true) => 135,
-        ("neighbour-advertisement" | "neighbor-advertisement", true) => 136,
-        ("redirect", true) => 137,
-        _ => return None,
-    };
-    Some(v)
+    let table = if v6 { ICMP_TYPES_V6 } else { ICMP_TYPES_V4 };
+    table.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// fw4's `infer_family`: `family` (0 = any) narrowed by each restricted family in
+/// turn; two different restrictions are a conflict.
+fn infer_family(family: u8, restrictions: impl IntoIterator<Item = u8>) -> Result<u8, String> {
+    let mut family = family;
+    for f in restrictions.into_iter().filter(|f| *f != 0) {
+        if family != 0 && family != f {
+            return Err(format!(
+                "is restricted to IPv{family} but a zone it uses is IPv{f} only"
+            ));
+        }
+        family = f;
+    }
+    Ok(family)
 }
 
 /// Split a list of possibly negated values into (positive, negative).
@@ -833,7 +949,7 @@ fn split_neg(values: Vec<String>) -> (Vec<String>, Vec<String>) {
     (pos, neg)
 }
 
-const UNMODELLED_RULE_OPTIONS: [&str; 16] = [
+const UNMODELLED_RULE_OPTIONS: [&str; 15] = [
     "ipset",
     "helper",
     "src_mac",
@@ -846,7 +962,6 @@ const UNMODELLED_RULE_OPTIONS: [&str; 16] = [
     "weekdays",
     "monthdays",
     "utc_time",
-    "extra",
     "set_helper",
     "set_mark",
     "set_xmark",
@@ -940,6 +1055,13 @@ fn compile_rule(b: &mut Builder, zones: &mut [Zone], s: &Section, id: &str) {
             b.notes.push((Severity::Warning, format!("rule {name}: option `{opt}` is not modelled; the cells it touches are reported unknown")));
         }
     }
+    // fw4 declares `extra` UNSUPPORTED (iptables syntax): it warns and ignores it.
+    if s.opt("extra").is_some() {
+        b.notes.push((
+            Severity::Warning,
+            format!("rule {name}: fw4 ignores option `extra` (iptables syntax is not supported), and so does this model"),
+        ));
+    }
     let limit = s.opt("limit").map(|l| json!({"limit": {"rate": l}}));
     let iface = s.opt("device").map(|d| {
         let key = if s
@@ -1020,7 +1142,24 @@ fn compile_rule(b: &mut Builder, zones: &mut [Zone], s: &Section, id: &str) {
             (vec![], vec![])
         };
         let itypes = (proto == "icmp" || proto == "ipv6-icmp") && !icmp_types.is_empty();
-        if explicit_family.is_none() && proto != "ipv6-icmp" {
+        // fw4's infer_family: a zone restricted to one family restricts the rule.
+        let zone_families: Vec<u8> = [src, dest]
+            .into_iter()
+            .flatten()
+            .filter_map(|n| zones.iter().find(|z| z.name == n))
+            .map(|z| z.family)
+            .collect();
+        match infer_family(family, zone_families) {
+            Ok(f) => family = f,
+            Err(conflict) => {
+                b.notes.push((
+                    Severity::Warning,
+                    format!("rule {name} ({proto}): {conflict}; skipped (as fw4 does)"),
+                ));
+                continue;
+            }
+        }
+        if family == 0 && proto != "ipv6-icmp" {
             family = match (has4, has6) {
                 (true, false) => 4,
                 (false, true) => 6,
@@ -1137,7 +1276,13 @@ fn compile_rule(b: &mut Builder, zones: &mut [Zone], s: &Section, id: &str) {
     }
 }
 
-fn compile_redirect(b: &mut Builder, zones: &mut [Zone], s: &Section, name: &str) {
+fn compile_redirect(
+    b: &mut Builder,
+    zones: &mut [Zone],
+    network: &[Section],
+    s: &Section,
+    name: &str,
+) {
     let target = s.opt("target").unwrap_or("dnat").to_ascii_lowercase();
     if target != "dnat" {
         b.notes.push((
@@ -1210,11 +1355,147 @@ fn compile_redirect(b: &mut Builder, zones: &mut [Zone], s: &Section, name: &str
         if let Some(p) = port {
             dnat["port"] = json!(p);
         }
-        exprs.push(json!({ "dnat": dnat }));
+        exprs.push(json!({ "dnat": dnat.clone() }));
         b.rule(
             &format!("dstnat_{src}"),
             exprs,
             Some(format!("!fw4: {name}")),
         );
+        if let Some((4, _)) = &dest_ip {
+            let reflection = Reflection {
+                proto: &proto,
+                dport: sdport.clone(),
+                dnat,
+            };
+            compile_reflection(b, zones, network, s, name, zi, &reflection);
+        }
     }
+}
+
+/// One DNAT of a port forward, as its reflection rules repeat it.
+struct Reflection<'a> {
+    proto: &'a str,
+    dport: Option<Value>,
+    dnat: Value,
+}
+
+/// NAT reflection (fw4 `reflection`, on by default): a host in a reflection zone
+/// (`reflection_zone`, by default the forward's `dest` zone) that connects to the
+/// router's external address on the forwarded port is DNATed like a host outside.
+/// fw4 takes the external address from `src_dip` or from netifd at run time; when
+/// the network config does not hold it (a WAN by DHCP), the cells such a packet
+/// touches are unknown rather than guessed.
+fn compile_reflection(
+    b: &mut Builder,
+    zones: &mut [Zone],
+    network: &[Section],
+    s: &Section,
+    name: &str,
+    src_zi: usize,
+    redirect: &Reflection,
+) {
+    if s.opt("reflection").is_some_and(is_false) || !zones[src_zi].masq {
+        return;
+    }
+    let Some(dest) = s.opt("dest") else {
+        b.notes.push((Severity::Warning, format!("redirect {name}: no `dest` zone; fw4 infers it from dest_ip for NAT reflection, which is not modelled")));
+        return;
+    };
+    let Some(dest_zi) = zones.iter().position(|z| z.name == dest) else {
+        return;
+    };
+    for flag in ["accept", "dnat", "snat"] {
+        zones[dest_zi].dflags.insert(flag.into());
+    }
+    let external: Vec<Value> = match s.opt("src_dip").and_then(parse_addr) {
+        Some((4, v)) => vec![v],
+        _ => zone_networks(&zones[src_zi], network, true),
+    };
+    let rzones = match s.values("reflection_zone") {
+        names if names.is_empty() => vec![dest.to_string()],
+        names => names,
+    };
+    for rzone in rzones {
+        let Some(ri) = zones.iter().position(|z| z.name == rzone) else {
+            b.notes.push((
+                Severity::Warning,
+                format!("redirect {name}: unknown reflection zone `{rzone}`; skipped"),
+            ));
+            continue;
+        };
+        let mut internal = zones[ri].subnets4.clone();
+        internal.extend(zone_networks(&zones[ri], network, false));
+        if internal.is_empty() {
+            b.notes.push((Severity::Info, format!("redirect {name}: zone {rzone} has no IPv4 range, so fw4 disables its reflection")));
+            continue;
+        }
+        zones[ri].dflags.insert("dnat".into());
+        let mut exprs = vec![
+            m(json!({"meta": {"key": "nfproto"}}), "==", json!("ipv4")),
+            m(
+                json!({"payload": {"protocol": "ip", "field": "saddr"}}),
+                "==",
+                one_or_set(internal),
+            ),
+        ];
+        if external.is_empty() {
+            b.notes.push((Severity::Warning, format!("redirect {name}: NAT reflection into zone {rzone} uses the external address netifd reports at run time; the cells it touches are reported unknown (set src_dip, or reflection '0')")));
+            exprs.push(unsupported("reflection", name));
+        } else {
+            exprs.push(m(
+                json!({"payload": {"protocol": "ip", "field": "daddr"}}),
+                "==",
+                one_or_set(external.clone()),
+            ));
+        }
+        match &redirect.dport {
+            Some(p) => exprs.push(m(
+                json!({"payload": {"protocol": redirect.proto, "field": "dport"}}),
+                "==",
+                p.clone(),
+            )),
+            None => exprs.push(m(
+                json!({"meta": {"key": "l4proto"}}),
+                "==",
+                json!(redirect.proto),
+            )),
+        }
+        exprs.push(json!({"counter": {"packets": 0, "bytes": 0}}));
+        exprs.push(json!({ "dnat": redirect.dnat.clone() }));
+        b.rule(
+            &format!("dstnat_{rzone}"),
+            exprs,
+            Some(format!("!fw4: {name} (reflection)")),
+        );
+    }
+}
+
+/// The IPv4 addresses of a zone's networks from static `ipaddr`/`netmask` (what
+/// netifd would report): as their subnets, or as host addresses.
+fn zone_networks(zone: &Zone, network: &[Section], hosts: bool) -> Vec<Value> {
+    zone.networks
+        .iter()
+        .filter_map(|net| {
+            network
+                .iter()
+                .find(|s| s.kind == "interface" && s.name.as_deref() == Some(net))
+        })
+        .filter_map(|s| {
+            let addr: std::net::Ipv4Addr = s.opt("ipaddr")?.split('/').next()?.parse().ok()?;
+            let len = match s.opt("netmask") {
+                Some(mask) => u32::from(mask.parse::<std::net::Ipv4Addr>().ok()?).leading_ones(),
+                None => s
+                    .opt("ipaddr")?
+                    .split_once('/')
+                    .and_then(|(_, l)| l.parse().ok())
+                    .unwrap_or(32),
+            };
+            Some(if hosts {
+                json!(addr.to_string())
+            } else {
+                let net = ipnet::Ipv4Net::new(addr, len as u8).ok()?.trunc();
+                json!({"prefix": {"addr": net.addr().to_string(), "len": len}})
+            })
+        })
+        .collect()
 }
