@@ -17,7 +17,9 @@ pub use config::{
 };
 pub use edit::{EditError, upsert_peer};
 pub use intent::{Cell, Destination, Expect, IntentMatrix, Source, intent};
-pub use load::{ConfigError, ConfigErrors, LoadError, load, parse};
+pub use load::{
+    ConfigError, ConfigErrors, LoadError, load, parse, read_error_is_usage, read_error_message,
+};
 pub use template::{InitOptions, render_template};
 pub use validate::{PEER_NAME_HINT, Warning, is_peer_name, is_wireguard_key, warnings};
 

@@ -64,7 +64,7 @@ impl fmt::Display for ConfigErrors {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("{}", read_error_message(path, source))]
     Read {
         path: PathBuf,
         #[source]
@@ -72,6 +72,36 @@ pub enum LoadError {
     },
     #[error("{0}")]
     Invalid(#[from] ConfigErrors),
+}
+
+/// Why the deployment file at `path` cannot be read, saying what to do. One
+/// wording for every command that reads it.
+pub fn read_error_message(path: &Path, source: &std::io::Error) -> String {
+    let reason = match source.kind() {
+        std::io::ErrorKind::NotFound => "does not exist".to_string(),
+        std::io::ErrorKind::InvalidData => {
+            "is not a text file (not valid UTF-8); sovereign.toml is TOML text".to_string()
+        }
+        std::io::ErrorKind::IsADirectory => "is a directory, not a file".to_string(),
+        std::io::ErrorKind::PermissionDenied => {
+            "cannot be read: permission denied (check its owner and mode)".to_string()
+        }
+        _ => format!("cannot be read: {source}"),
+    };
+    format!(
+        "{} {reason}; run `sovereign init` to write one, or pass --config PATH",
+        path.display()
+    )
+}
+
+/// Whether the user fixes a read failure in their files or flags (exit 2), rather
+/// than it being a failure of the machine.
+pub fn read_error_is_usage(source: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        source.kind(),
+        NotFound | InvalidData | IsADirectory | PermissionDenied | NotADirectory
+    )
 }
 
 /// Read and validate a deployment file.

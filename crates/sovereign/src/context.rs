@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use sovereign_model::{Deployment, LoadError};
 
 /// What a command reports when it ran to completion.
@@ -64,16 +63,13 @@ impl Context {
     pub fn load(&self) -> anyhow::Result<Deployment> {
         match sovereign_model::load(&self.config_path) {
             Ok(deployment) => Ok(deployment),
-            Err(LoadError::Read { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                Err(usage(format!(
-                    "{} does not exist; run `sovereign init` to write one, or pass --config PATH",
-                    self.config_path.display()
-                )))
-            }
+            Err(error @ LoadError::Read { .. }) => match &error {
+                LoadError::Read { source, .. } if sovereign_model::read_error_is_usage(source) => {
+                    Err(usage(error.to_string()))
+                }
+                _ => Err(error.into()),
+            },
             Err(LoadError::Invalid(errors)) => Err(errors.into()),
-            Err(error) => Err(error).context("cannot load the deployment file"),
         }
     }
 

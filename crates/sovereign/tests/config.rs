@@ -638,3 +638,37 @@ fn server_render_json_carries_the_same_files_as_the_text_output() {
     let both = sovereign(dir.path(), &["server", "render", "--json", "--out", "x"]);
     assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
 }
+
+/// Files that are not TOML text at all are usage errors too (exit 2, the path and
+/// what to do), never exit 1: binary data, invalid UTF-8, a directory.
+#[test]
+fn a_file_that_is_not_text_or_not_a_file_is_a_usage_error() {
+    let cases: [(&str, &dyn Fn(&Path)); 3] = [
+        ("not valid UTF-8", &|p| {
+            std::fs::write(p, b"\xff\xfe\x00binary\x80").unwrap()
+        }),
+        ("is a directory", &|p| std::fs::create_dir(p).unwrap()),
+        // Valid UTF-8 but garbage: TOML's own syntax error, already a config error.
+        ("sovereign.toml", &|p| {
+            std::fs::write(p, "\u{1}\u{2}garbage = = =").unwrap()
+        }),
+    ];
+    for (needle, make) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        make(&dir.path().join("sovereign.toml"));
+        for args in [
+            &["config", "validate"][..],
+            &["plan"],
+            &["router", "render"],
+        ] {
+            let output = sovereign(dir.path(), args);
+            let err = stderr(&output);
+            assert_eq!(output.status.code(), Some(2), "{args:?} {needle}: {err}");
+            assert!(
+                err.contains(needle),
+                "{args:?}: expected `{needle}` in {err}"
+            );
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+}

@@ -34,7 +34,7 @@ pub struct PeerRegistry {
 pub enum RegistryError {
     #[error("{} does not exist; run `sovereign init` to write one, or pass --config PATH", .0.display())]
     MissingConfig(PathBuf),
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("{}", sovereign_model::read_error_message(path, source))]
     ReadConfig {
         path: PathBuf,
         #[source]
@@ -60,6 +60,9 @@ impl RegistryError {
         match self {
             RegistryError::MissingConfig(_) | RegistryError::Config(_) | RegistryError::Peer(_) => {
                 true
+            }
+            RegistryError::ReadConfig { source, .. } => {
+                sovereign_model::read_error_is_usage(source)
             }
             RegistryError::Store(error) => error.is_usage(),
             _ => false,
