@@ -15,6 +15,7 @@ pub mod macos;
 pub mod manifest;
 pub mod parse;
 pub mod plan;
+pub mod power;
 pub mod render;
 pub mod runner;
 pub mod service;
