@@ -8,6 +8,7 @@
 //! - [`status::evaluate`]: what runs versus what the deployment says.
 //! - [`warm::warm`]: pull and keep models resident, with progress.
 
+pub mod daemon;
 pub mod error;
 pub mod fs;
 pub mod linux;

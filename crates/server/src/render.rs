@@ -271,6 +271,10 @@ impl SystemdService {
     }
 }
 
+/// How every file sovereign writes begins; uninstall without a manifest only removes
+/// files that start so.
+pub const MANAGED_MARKER: &str = "# Managed by sovereign";
+
 const MANAGED_HEADER: &str = "# Managed by sovereign (`sovereign server install`); \
                               `sovereign server uninstall` removes this file.\n";
 
