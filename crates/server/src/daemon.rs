@@ -385,6 +385,16 @@ impl<'a> SystemLaunchd<'a> {
             push_unique(&mut manifest.kept, &self.paths.log_dir);
         }
 
+        // Both exist on every Mac; created only for a bare root (a fresh volume).
+        for file in [&self.paths.plist, &self.paths.newsyslog] {
+            let dir = file.parent().expect("absolute paths");
+            if !self.fs.exists(dir) {
+                plan.push(Action::CreateDir {
+                    path: dir.to_path_buf(),
+                    mode: 0o755,
+                });
+            }
+        }
         let daemon = LaunchDaemon::new(
             spec,
             program.clone(),

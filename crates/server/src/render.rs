@@ -228,11 +228,11 @@ pub fn render_newsyslog(paths: &DaemonPaths, owner: &str, group: &str) -> String
          # in ollama.*.log.0 for a while; nothing is lost.\n",
     );
     out.push_str(
-        "# logfilename                               [owner:group]  mode count size  when flags\n",
+        "# logfilename                           [owner:group]    mode count size  when flags\n",
     );
     for log in [&paths.stdout_log, &paths.stderr_log] {
         out.push_str(&format!(
-            "{:<44} {:<14} 640  {LOG_GENERATIONS:<5} {LOG_ROTATE_KIB:<5} *    N\n",
+            "{:<39} {:<16} 640  {LOG_GENERATIONS:<5} {LOG_ROTATE_KIB:<5} *    N\n",
             log.display(),
             format!("{owner}:{group}"),
         ));
