@@ -352,12 +352,9 @@ print(json.dumps({k: {"type": kind(v), "value": v} for k, v in data.items()}))
         }
         assert_eq!(seen["ProgramArguments"]["type"], "array");
         let arguments = seen["ProgramArguments"]["value"].as_array().unwrap();
-        assert!(arguments.iter().all(|a| a.is_string()));
-        assert_eq!(
-            arguments.last().unwrap(),
-            "/opt/homebrew/bin/ollama",
-            "{name}"
-        );
+        let arguments: Vec<&str> = arguments.iter().map(|a| a.as_str().unwrap()).collect();
+        assert_eq!(arguments, daemon(&deployment).program_arguments(), "{name}");
+        assert!(arguments.contains(&"/opt/homebrew/bin/ollama"), "{name}");
         assert_eq!(seen["EnvironmentVariables"]["type"], "dict");
         let environment = seen["EnvironmentVariables"]["value"].as_object().unwrap();
         let host = match deployment.server.bind {
