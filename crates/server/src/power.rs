@@ -89,17 +89,22 @@ pub fn restore_command(previous: &[(String, String)]) -> Option<Command> {
     (args.len() > 1).then(|| Command::new("pmset", args))
 }
 
-/// The policy as `plan` shows it, one line each.
-pub fn policy_lines() -> Vec<String> {
+/// The policy as `plan` shows it, one line each. Only the daemon's install (root
+/// already) applies it; an agent install runs as the user and leaves pmset alone.
+pub fn policy_lines(daemon: bool) -> Vec<String> {
     let mut lines: Vec<String> = ALWAYS_ON
         .iter()
         .map(|(key, value, meaning)| format!("pmset {key} {value}: {meaning}"))
         .collect();
-    lines.push(
+    lines.push(if daemon {
         "applied only on request: `sudo sovereign server install --power` (uninstall restores \
          the previous values)"
-            .into(),
-    );
+            .into()
+    } else {
+        "not applied by the agent's install (it runs without root): `sudo pmset -a sleep 0 \
+         autorestart 1 womp 1`, or use server.service = \"daemon\" with `install --power`"
+            .into()
+    });
     lines
 }
 

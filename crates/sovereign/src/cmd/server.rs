@@ -885,3 +885,47 @@ fn sudo(command: &Command) -> Command {
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sovereign_server::ServiceState;
+    use sovereign_server::power::PowerStatus;
+    use sovereign_server::status::ApiStatus;
+
+    #[test]
+    fn status_shows_the_domain_and_power_settings_that_contradict_always_on() {
+        let spec = ServiceSpec::from_deployment(&Deployment::reference());
+        let service = ServiceState {
+            manager: "launchd".into(),
+            name: "com.sovereign.ollama".into(),
+            domain: "daemon".into(),
+            runs_without_login: true,
+            installed: true,
+            loaded: true,
+            running: true,
+            pid: Some(312),
+            state: "running".into(),
+            ..ServiceState::default()
+        };
+        let mut report = status::evaluate(&spec, 65536, service, Vec::new(), ApiStatus::default());
+        let pmset = [("sleep", "1"), ("autorestart", "1"), ("womp", "0")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        report.add_power(PowerStatus::new(&pmset, Some(true)));
+        let text = format_status(&report);
+        assert!(
+            text.contains("domain    daemon: starts at boot, runs with nobody logged in"),
+            "{text}"
+        );
+        assert!(
+            text.contains("power     pmset autorestart 1, sleep 1, womp 0; FileVault on"),
+            "{text}"
+        );
+        assert!(text.contains("WARNING: pmset sleep is 1"), "{text}");
+        assert!(text.contains("WARNING: pmset womp is 0"), "{text}");
+        assert!(!text.contains("pmset autorestart is"), "{text}");
+        assert!(text.contains("fdesetup authrestart"), "{text}");
+    }
+}
