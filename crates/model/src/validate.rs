@@ -540,7 +540,16 @@ mod tests {
         for ok in ["_ollama", "ollama", "_ai-server", "a", "_a1_b"] {
             assert!(is_service_account(ok), "{ok}");
         }
-        for bad in ["", "_", "__x", "Ollama", "1ollama", "_ol lama", "o:x", &"a".repeat(32)] {
+        for bad in [
+            "",
+            "_",
+            "__x",
+            "Ollama",
+            "1ollama",
+            "_ol lama",
+            "o:x",
+            &"a".repeat(32),
+        ] {
             assert!(!is_service_account(bad), "{bad}");
         }
         assert!(is_service_account(&format!("_{}", "a".repeat(31))));

@@ -534,7 +534,10 @@ impl<'a> SystemLaunchd<'a> {
         if let Some(moved) = &manifest.moved_models {
             plan.run(Command::new(
                 "mv",
-                [moved.to.display().to_string(), moved.from.display().to_string()],
+                [
+                    moved.to.display().to_string(),
+                    moved.from.display().to_string(),
+                ],
             ));
             plan.run(Command::new(
                 "chown",
@@ -545,10 +548,7 @@ impl<'a> SystemLaunchd<'a> {
                 ],
             ));
         } else {
-            kept.push(format!(
-                "models in {}",
-                self.paths.models_dir.display()
-            ));
+            kept.push(format!("models in {}", self.paths.models_dir.display()));
         }
         if let Some(account) = &manifest.created_account {
             plan.run(Command::new(

@@ -17,7 +17,11 @@ pub const ALWAYS_ON: [(&str, &str, &str); 3] = [
         "1",
         "the Mac starts again by itself after a power failure",
     ),
-    ("womp", "1", "a network packet wakes it (Wake for network access)"),
+    (
+        "womp",
+        "1",
+        "a network packet wakes it (Wake for network access)",
+    ),
 ];
 
 /// What `pmset -g` and `fdesetup status` report, as far as always-on cares.
@@ -130,10 +134,14 @@ mod tests {
     use super::*;
 
     fn pmset(sleep: &str, autorestart: &str, womp: &str) -> BTreeMap<String, String> {
-        [("sleep", sleep), ("autorestart", autorestart), ("womp", womp)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [
+            ("sleep", sleep),
+            ("autorestart", autorestart),
+            ("womp", womp),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     #[test]
@@ -142,7 +150,9 @@ mod tests {
         assert_eq!(status.contradictions.len(), 3);
         assert!(status.contradictions[0].starts_with("pmset sleep is 1"));
         assert_eq!(
-            apply_command(&status.previous_values()).unwrap().to_string(),
+            apply_command(&status.previous_values())
+                .unwrap()
+                .to_string(),
             "pmset -a sleep 0 autorestart 1 womp 1"
         );
         assert_eq!(

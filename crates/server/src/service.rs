@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::error::Error;
 use crate::daemon::SystemLaunchd;
+use crate::error::Error;
 use crate::linux::Systemd;
 use crate::macos::Launchd;
 use crate::manifest::InstallManifest;
@@ -110,7 +110,7 @@ pub struct UninstallPlan {
 pub enum Backend<'a> {
     Macos(Launchd<'a>),
     /// `server.service = "daemon"`: the system LaunchDaemon.
-    MacosDaemon(SystemLaunchd<'a>),
+    MacosDaemon(Box<SystemLaunchd<'a>>),
     Linux(Systemd<'a>),
 }
 

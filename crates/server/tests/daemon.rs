@@ -76,7 +76,12 @@ fn clean_mac(runner: &ScriptedRunner) {
         "",
         &fixture("macos/launchctl-print-system-not-found.stderr"),
     );
-    answer("ps -axo pid=,command=", 0, &fixture("macos/ps-clean.txt"), "");
+    answer(
+        "ps -axo pid=,command=",
+        0,
+        &fixture("macos/ps-clean.txt"),
+        "",
+    );
     answer("lsof -nP -iTCP:11434 -sTCP:LISTEN", 1, "", "");
     answer(
         "pmset -g",
@@ -103,7 +108,12 @@ fn clean_mac(runner: &ScriptedRunner) {
         &fixture("macos/dscl-list-groups.txt"),
         "",
     );
-    answer("stat -f %u:%g /Users/alice/.ollama/models", 0, "501:20\n", "");
+    answer(
+        "stat -f %u:%g /Users/alice/.ollama/models",
+        0,
+        "501:20\n",
+        "",
+    );
 }
 
 /// Every mutating command succeeds.
@@ -228,7 +238,11 @@ fn a_mac_with_models(root: &Path) {
         std::fs::create_dir_all(root.join(dir)).unwrap();
     }
     fake_executable(root, "/opt/homebrew/bin/ollama");
-    write(root, "/Users/alice/.ollama/models/blobs/sha256-abc", "weights");
+    write(
+        root,
+        "/Users/alice/.ollama/models/blobs/sha256-abc",
+        "weights",
+    );
 }
 
 #[test]
@@ -277,7 +291,10 @@ fn the_dry_run_probes_only_and_changes_nothing() {
     assert_eq!(runner.commands(), install_probes());
     let described = install.plan.describe();
     for command in install_mutations() {
-        assert!(described.contains(command), "{command} not shown:\n{described}");
+        assert!(
+            described.contains(command),
+            "{command} not shown:\n{described}"
+        );
     }
     for path in [PLIST, NEWSYSLOG, DATA, "/Library/Logs/sovereign"] {
         assert!(!exists(root.path(), path), "{path} was created");
@@ -339,12 +356,7 @@ fn an_existing_account_is_used_with_its_own_group() {
         &format!("{}ollama-svc 302\n", fixture("macos/dscl-list-groups.txt")),
         "",
     );
-    runner.on(
-        "pmset -g",
-        0,
-        &fixture("macos/pmset-g-always-on.txt"),
-        "",
-    );
+    runner.on("pmset -g", 0, &fixture("macos/pmset-g-always-on.txt"), "");
     clean_mac(&runner);
     let backend = SystemLaunchd::new(&runner, &fs, console(), "_ollama", everything());
     let install = backend.install_plan(&spec(), None, &state_dir()).unwrap();
@@ -354,7 +366,10 @@ fn an_existing_account_is_used_with_its_own_group() {
     // Power is already right: nothing to change, nothing to restore later.
     assert!(!described.contains("pmset -a"), "{described}");
     assert!(install.manifest.previous_power.is_empty());
-    assert!(described.contains("chown -R _ollama:ollama-svc"), "{described}");
+    assert!(
+        described.contains("chown -R _ollama:ollama-svc"),
+        "{described}"
+    );
     assert!(
         described.contains("<key>GroupName</key>\n    \t<string>ollama-svc</string>"),
         "{described}"
@@ -525,9 +540,10 @@ fn leaving_out_any_uninstall_step_fails_the_check() {
     let fs = RootedFs::under(root.path());
     let runner = ScriptedRunner::new();
     running_daemon(&runner);
-    let uninstall = SystemLaunchd::new(&runner, &fs, console(), "_ollama", DaemonOptions::default())
-        .uninstall_plan(&state_dir())
-        .unwrap();
+    let uninstall =
+        SystemLaunchd::new(&runner, &fs, console(), "_ollama", DaemonOptions::default())
+            .uninstall_plan(&state_dir())
+            .unwrap();
     for index in 0..uninstall.plan.actions.len() {
         let case = tempfile::tempdir().unwrap();
         installed(case.path());
@@ -558,9 +574,10 @@ fn uninstall_without_a_manifest_removes_only_files_that_are_ours() {
     let fs = RootedFs::under(root.path());
     let runner = ScriptedRunner::new();
     clean_mac(&runner);
-    let uninstall = SystemLaunchd::new(&runner, &fs, console(), "_ollama", DaemonOptions::default())
-        .uninstall_plan(&state_dir())
-        .unwrap();
+    let uninstall =
+        SystemLaunchd::new(&runner, &fs, console(), "_ollama", DaemonOptions::default())
+            .uninstall_plan(&state_dir())
+            .unwrap();
     assert!(uninstall.from_known_paths);
     assert_eq!(uninstall.plan.describe(), format!("rm -f {PLIST}\n"));
 }
@@ -580,13 +597,13 @@ fn status_reports_the_daemon_domain_and_contradicting_power_settings() {
         "",
     );
     clean_mac(&runner);
-    let backend = Backend::MacosDaemon(SystemLaunchd::new(
+    let backend = Backend::MacosDaemon(Box::new(SystemLaunchd::new(
         &runner,
         &fs,
         console(),
         "_ollama",
         DaemonOptions::default(),
-    ));
+    )));
     let state = backend.state(&state_dir()).unwrap();
     assert_eq!(state.domain, "daemon");
     assert!(state.runs_without_login);
@@ -612,7 +629,12 @@ fn status_reports_the_daemon_domain_and_contradicting_power_settings() {
         .filter(|w| w.starts_with("pmset "))
         .collect();
     assert_eq!(power.len(), 3, "{:?}", report.warnings);
-    assert!(report.warnings.iter().any(|w| w.contains("FileVault is on")));
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("FileVault is on"))
+    );
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["service"]["domain"], "daemon");
     assert_eq!(json["service"]["runs_without_login"], true);
@@ -633,15 +655,14 @@ fn status_reports_the_daemon_domain_and_contradicting_power_settings() {
 #[test]
 fn an_always_on_mac_has_no_power_warnings() {
     let runner = ScriptedRunner::new();
-    runner.on(
-        "pmset -g",
-        0,
-        &fixture("macos/pmset-g-always-on.txt"),
-        "",
-    );
+    runner.on("pmset -g", 0, &fixture("macos/pmset-g-always-on.txt"), "");
     runner.on("fdesetup status", 0, "FileVault is Off.\n", "");
     let power = sovereign_server::daemon::power_status(&runner).unwrap();
-    assert!(power.contradictions.is_empty(), "{:?}", power.contradictions);
+    assert!(
+        power.contradictions.is_empty(),
+        "{:?}",
+        power.contradictions
+    );
     assert_eq!(power.filevault, Some(false));
 }
 
@@ -662,7 +683,13 @@ fn control_uses_the_system_domain() {
     );
     let stopped = ScriptedRunner::new();
     clean_mac(&stopped);
-    let backend = SystemLaunchd::new(&stopped, &fs, console(), "_ollama", DaemonOptions::default());
+    let backend = SystemLaunchd::new(
+        &stopped,
+        &fs,
+        console(),
+        "_ollama",
+        DaemonOptions::default(),
+    );
     assert_eq!(
         backend.control_plan(Control::Start).unwrap().describe(),
         format!("launchctl bootstrap system {PLIST}\n")

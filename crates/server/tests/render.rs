@@ -301,7 +301,11 @@ fn daemon_plist_parses_back_with_exactly_the_expected_keys() {
 /// needs (strings, a string array, booleans).
 #[test]
 fn python_plistlib_reads_every_key_of_the_daemon_plist() {
-    if !sovereign_testkit::require("python_plistlib_reads_every_key_of_the_daemon_plist", &["python3"], false) {
+    if !sovereign_testkit::require(
+        "python_plistlib_reads_every_key_of_the_daemon_plist",
+        &["python3"],
+        false,
+    ) {
         return;
     }
     const READER: &str = r#"

@@ -677,15 +677,33 @@ fn plan_shows_the_daemon_and_its_power_policy() {
         .iter()
         .map(|r| r.as_str().unwrap())
         .collect();
-    assert!(runs[0].contains("system LaunchDaemon as _ollama"), "{runs:?}");
-    assert!(runs.iter().any(|r| r.contains("pmset autorestart 1")), "{runs:?}");
-    assert!(runs.iter().any(|r| r.contains("install --power")), "{runs:?}");
-    assert!(runs.iter().any(|r| r.contains("fdesetup authrestart")), "{runs:?}");
+    assert!(
+        runs[0].contains("system LaunchDaemon as _ollama"),
+        "{runs:?}"
+    );
+    assert!(
+        runs.iter().any(|r| r.contains("pmset autorestart 1")),
+        "{runs:?}"
+    );
+    assert!(
+        runs.iter().any(|r| r.contains("install --power")),
+        "{runs:?}"
+    );
+    assert!(
+        runs.iter().any(|r| r.contains("fdesetup authrestart")),
+        "{runs:?}"
+    );
 
     // The agent's plan says it needs a login, and leaves pmset to the user.
     let dir = config_with(|text| text);
     let output = sovereign(dir.path(), &["plan"]);
     let text = stdout(&output);
-    assert!(text.contains("runs only while its user is logged in"), "{text}");
-    assert!(text.contains("sudo pmset -a sleep 0 autorestart 1 womp 1"), "{text}");
+    assert!(
+        text.contains("runs only while its user is logged in"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sudo pmset -a sleep 0 autorestart 1 womp 1"),
+        "{text}"
+    );
 }

@@ -20,12 +20,12 @@ use sovereign_server::render::{
 use sovereign_server::spec::{
     DROPIN_NAME, DaemonPaths, MACOS_OLLAMA_CANDIDATES, MacPaths, SYSTEMD_UNIT, UPSTREAM_UNIT,
 };
-use sovereign_server::{InstallKind, InstallManifest};
 use sovereign_server::status::{self, Status};
 use sovereign_server::{
     Backend, Command, CommandRunner, Control, Plan, RootedFs, ServiceSpec, SystemRunner, static_ip,
     warm,
 };
+use sovereign_server::{InstallKind, InstallManifest};
 
 use crate::context::{Context, Outcome, usage};
 use crate::output::print_json;
@@ -221,10 +221,8 @@ fn render(context: &Context, args: RenderArgs) -> anyhow::Result<Outcome> {
                     vec![
                         (plist_name, render_daemon_plist(&daemon)?),
                         (
-                            PathBuf::from("newsyslog.d").join(format!(
-                                "{}.conf",
-                                sovereign_server::LAUNCHD_LABEL
-                            )),
+                            PathBuf::from("newsyslog.d")
+                                .join(format!("{}.conf", sovereign_server::LAUNCHD_LABEL)),
                             render_newsyslog(&paths, account, account),
                         ),
                     ]
@@ -362,13 +360,15 @@ fn backend_for<'a>(
                 },
             ))
         }
-        (Platform::Macos, MacService::Daemon) => Backend::MacosDaemon(SystemLaunchd::new(
-            runner,
-            fs,
-            console_user(runner)?,
-            &deployment.server.service_account,
-            options,
-        )),
+        (Platform::Macos, MacService::Daemon) => {
+            Backend::MacosDaemon(Box::new(SystemLaunchd::new(
+                runner,
+                fs,
+                console_user(runner)?,
+                &deployment.server.service_account,
+                options,
+            )))
+        }
         (Platform::Linux, _) => Backend::Linux(Systemd::new(runner, fs)),
     })
 }
@@ -428,7 +428,10 @@ fn give_back_to_sudo_user(paths: &[PathBuf]) {
     };
     for path in paths.iter().filter(|p| p.exists()) {
         if let Err(error) = std::os::unix::fs::chown(path, Some(uid), gid) {
-            eprintln!("warning: cannot hand {} back to uid {uid}: {error}", path.display());
+            eprintln!(
+                "warning: cannot hand {} back to uid {uid}: {error}",
+                path.display()
+            );
         }
     }
 }
