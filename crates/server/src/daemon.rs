@@ -531,7 +531,18 @@ impl<'a> SystemLaunchd<'a> {
             plan.run(command);
         }
         let mut kept = Vec::new();
-        if let Some(moved) = &manifest.moved_models {
+        if let Some(moved) = manifest
+            .moved_models
+            .as_ref()
+            .filter(|m| self.fs.exists(&m.from))
+        {
+            // `mv` onto an existing directory would nest the models inside it.
+            kept.push(format!(
+                "models in {}: not moved back, because {} exists again; merge by hand",
+                moved.to.display(),
+                moved.from.display()
+            ));
+        } else if let Some(moved) = &manifest.moved_models {
             plan.run(Command::new(
                 "mv",
                 [

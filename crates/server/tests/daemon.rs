@@ -458,6 +458,12 @@ fn installed(root: &Path) -> InstallManifest {
     a_mac_with_models(root);
     let (_, install) = planned(root, everything());
     check_install(&install.plan, root).unwrap();
+    // What the scripted `mv` stood for.
+    std::fs::rename(
+        root.join("Users/alice/.ollama/models"),
+        root.join(DATA.trim_start_matches('/')).join("models"),
+    )
+    .unwrap();
     install.manifest
 }
 
@@ -559,6 +565,33 @@ fn leaving_out_any_uninstall_step_fails_the_check() {
             "the check passed without step {index}: {removed:?}"
         );
     }
+}
+
+#[test]
+fn models_are_not_moved_back_onto_a_directory_that_exists_again() {
+    let root = tempfile::tempdir().unwrap();
+    installed(root.path());
+    // The user pulled a model again after the move.
+    write(
+        root.path(),
+        "/Users/alice/.ollama/models/blobs/sha256-new",
+        "weights",
+    );
+    let fs = RootedFs::under(root.path());
+    let runner = ScriptedRunner::new();
+    running_daemon(&runner);
+    let uninstall =
+        SystemLaunchd::new(&runner, &fs, console(), "_ollama", DaemonOptions::default())
+            .uninstall_plan(&state_dir())
+            .unwrap();
+    let described = uninstall.plan.describe();
+    assert!(!described.contains("mv "), "{described}");
+    assert!(!described.contains("chown"), "{described}");
+    assert!(
+        uninstall.kept.iter().any(|k| k.contains("not moved back")),
+        "{:?}",
+        uninstall.kept
+    );
 }
 
 #[test]
