@@ -23,8 +23,9 @@ use crate::service::{Conflict, ConflictKind, Control, InstallPlan, ServiceState,
 use crate::spec::{DaemonPaths, LAUNCHD_LABEL, MACOS_OLLAMA_CANDIDATES, ServiceSpec};
 
 /// Where a service account's id is taken from: below 500, so macOS treats it as a
-/// system account (no login window entry, no home in /Users), and above Apple's own
-/// `_` accounts, which stay under 300.
+/// system account (no login window entry, no home in /Users), and above most of
+/// Apple's own `_` accounts. Some of those sit in this range too (`_oahd` is 441), so
+/// every id is checked against the users and groups that exist.
 pub const ACCOUNT_IDS: std::ops::RangeInclusive<u32> = 300..=499;
 
 /// What `install` may do beyond writing and loading the daemon; each is opt-in.
@@ -265,7 +266,8 @@ impl<'a> SystemLaunchd<'a> {
             LAUNCHD_LABEL,
             vec![self.paths.plist.clone(), self.paths.newsyslog.clone()],
         );
-        let previous = InstallManifest::load(self.fs, state_dir)?;
+        let previous = InstallManifest::load(self.fs, state_dir)?
+            .filter(|m| m.kind == InstallKind::LaunchDaemon);
         if let Some(previous) = &previous {
             // A reinstall keeps what the first install did, so uninstall still undoes it.
             manifest.kept = previous.kept.clone();
@@ -377,6 +379,8 @@ impl<'a> SystemLaunchd<'a> {
                 self.paths.data_dir.display().to_string(),
             ],
         ));
+        // Root-owned is enough: launchd creates StandardOutPath and StandardErrorPath
+        // owned by UserName/GroupName (launchd.plist(5)).
         if !self.fs.exists(&self.paths.log_dir) {
             plan.push(Action::CreateDir {
                 path: self.paths.log_dir.clone(),

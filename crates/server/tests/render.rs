@@ -442,3 +442,20 @@ fn make_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// The README's comparison says the Linux service needs no login: it is a system unit
+/// (not a `systemctl --user` one) wanted by multi-user.target, which boot reaches
+/// with nobody logged in.
+#[test]
+fn the_linux_unit_starts_at_boot_without_a_login() {
+    let unit = render_unit(&systemd(
+        &Deployment::reference(),
+        Path::new("/usr/local/bin/ollama"),
+        UnitUser::Dynamic,
+    ));
+    assert!(
+        unit.contains("\n[Install]\nWantedBy=multi-user.target\n"),
+        "{unit}"
+    );
+    assert_eq!(sovereign_server::spec::SYSTEMD_DIR, "/etc/systemd/system");
+}
