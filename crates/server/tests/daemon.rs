@@ -378,6 +378,45 @@ fn an_existing_account_is_used_with_its_own_group() {
 }
 
 #[test]
+fn reinstall_unloads_the_running_daemon_and_its_listener_is_no_conflict() {
+    let root = tempfile::tempdir().unwrap();
+    let manifest = installed(root.path());
+    let fs = RootedFs::under(root.path());
+    let runner = ScriptedRunner::new();
+    running_daemon(&runner);
+    runner.on(
+        "lsof -nP -iTCP:11434 -sTCP:LISTEN",
+        0,
+        "COMMAND PID    USER FD TYPE DEVICE SIZE/OFF NODE NAME\n\
+         ollama  312 _ollama 3u IPv4 0x1 0t0 TCP 192.168.250.20:11434 (LISTEN)\n",
+        "",
+    );
+    runner.on(
+        "dscl . -read /Users/_ollama",
+        0,
+        &fixture("macos/dscl-read-ollama.txt"),
+        "",
+    );
+    runner.on("pmset -g", 0, &fixture("macos/pmset-g-always-on.txt"), "");
+    clean_mac(&runner);
+    let backend = SystemLaunchd::new(&runner, &fs, console(), "_ollama", everything());
+    let install = backend.install_plan(&spec(), None, &state_dir()).unwrap();
+    assert!(install.conflicts.is_empty(), "{:?}", install.conflicts);
+    let described = install.plan.describe();
+    let bootout = described
+        .find("launchctl bootout system/com.sovereign.ollama  # may fail harmlessly")
+        .expect(&described);
+    let bootstrap = described.find("launchctl bootstrap system").unwrap();
+    assert!(bootout < bootstrap, "{described}");
+    // Nothing is created twice, and uninstall will still undo the first install.
+    assert!(!described.contains("dscl . -create"), "{described}");
+    assert!(!described.contains("mv "), "{described}");
+    assert_eq!(install.manifest.created_account, manifest.created_account);
+    assert_eq!(install.manifest.moved_models, manifest.moved_models);
+    assert_eq!(install.manifest.previous_power, manifest.previous_power);
+}
+
+#[test]
 fn the_users_agent_the_app_and_a_foreign_listener_are_conflicts() {
     let root = tempfile::tempdir().unwrap();
     fake_executable(root.path(), "/opt/homebrew/bin/ollama");

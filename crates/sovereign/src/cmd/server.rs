@@ -494,6 +494,10 @@ fn install(context: &Context, args: InstallArgs) -> anyhow::Result<Outcome> {
     if args.dry_run {
         println!("\nWould run (dry run, nothing changed):\n");
         print!("{}", install.plan.describe());
+        println!();
+        for note in &install.notes {
+            println!("note: {note}");
+        }
         if install.blocked() {
             println!(
                 "\nInstall would stop before these steps until the conflicts above are resolved."
