@@ -157,6 +157,34 @@ pub enum Isolation {
     Shared,
 }
 
+/// How Ollama is supervised on a Mac.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MacService {
+    /// A LaunchAgent in the user's GUI session: installed without root, but it runs only
+    /// while that user is logged in.
+    #[default]
+    Agent,
+    /// A system LaunchDaemon under a dedicated service account: starts at boot with
+    /// nobody logged in and comes back after a power cut. Installing it needs root.
+    Daemon,
+}
+
+impl MacService {
+    pub fn is_agent(&self) -> bool {
+        *self == MacService::Agent
+    }
+}
+
+/// The account a LaunchDaemon runs Ollama as. The leading underscore is Apple's
+/// convention for service accounts (`_www`, `_postgres`), which also keeps it off the
+/// login window.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "_ollama";
+
+fn is_default_service_account(name: &str) -> bool {
+    name == DEFAULT_SERVICE_ACCOUNT
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
@@ -171,6 +199,13 @@ pub struct Server {
     /// When set, the router pins the server's address with a static DHCP lease.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<MacAddr>,
+    /// macOS only: `agent` (default) or `daemon`. Skipped when default, so files written
+    /// before this key existed render unchanged.
+    #[serde(skip_serializing_if = "MacService::is_agent")]
+    pub service: MacService,
+    /// The account the daemon runs as (`service = "daemon"` only).
+    #[serde(skip_serializing_if = "is_default_service_account")]
+    pub service_account: String,
 }
 
 impl Default for Server {
@@ -184,6 +219,8 @@ impl Default for Server {
             isolation: Isolation::DedicatedPort,
             router_port: "lan4".into(),
             mac: None,
+            service: MacService::Agent,
+            service_account: DEFAULT_SERVICE_ACCOUNT.into(),
         }
     }
 }
@@ -466,6 +503,23 @@ mod tests {
         assert!("vpn..example:1".parse::<Endpoint>().is_err());
         assert!("host:0".parse::<Endpoint>().is_err());
         assert!("host:70000".parse::<Endpoint>().is_err());
+    }
+
+    #[test]
+    fn the_default_service_is_not_written_so_old_files_render_unchanged() {
+        let text = toml::to_string(&Deployment::reference().server).unwrap();
+        assert!(!text.contains("service"), "{text}");
+        let mut server = Deployment::reference().server;
+        server.service = MacService::Daemon;
+        server.service_account = "_ai".into();
+        let text = toml::to_string(&server).unwrap();
+        assert!(text.contains("service = \"daemon\""), "{text}");
+        assert!(text.contains("service_account = \"_ai\""), "{text}");
+        let back: Server = toml::from_str(&text).unwrap();
+        assert_eq!(back, server);
+        let old: Server = toml::from_str("address = \"192.168.250.20\"").unwrap();
+        assert_eq!(old.service, MacService::Agent);
+        assert_eq!(old.service_account, DEFAULT_SERVICE_ACCOUNT);
     }
 
     #[test]

@@ -12,8 +12,9 @@ mod template;
 mod validate;
 
 pub use config::{
-    ApiUrls, BindMode, Deployment, Endpoint, Isolation, Lan, MacAddr, Ollama, Peer, PeerStatus,
-    Platform, Policy, Router, RouterTarget, Server, Wan, WireGuard,
+    ApiUrls, BindMode, DEFAULT_SERVICE_ACCOUNT, Deployment, Endpoint, Isolation, Lan, MacAddr,
+    MacService, Ollama, Peer, PeerStatus, Platform, Policy, Router, RouterTarget, Server, Wan,
+    WireGuard,
 };
 pub use edit::{EditError, upsert_peer};
 pub use intent::{Cell, Destination, Expect, IntentMatrix, Source, intent};
@@ -21,7 +22,9 @@ pub use load::{
     ConfigError, ConfigErrors, LoadError, load, parse, read_error_is_usage, read_error_message,
 };
 pub use template::{InitOptions, render_template};
-pub use validate::{PEER_NAME_HINT, Warning, is_peer_name, is_wireguard_key, warnings};
+pub use validate::{
+    PEER_NAME_HINT, Warning, is_peer_name, is_service_account, is_wireguard_key, warnings,
+};
 
 /// The file name `sovereign` looks for by default.
 pub const DEFAULT_CONFIG_FILE: &str = "sovereign.toml";

@@ -98,6 +98,10 @@ bind = "lan-ip"
 isolation = "dedicated-port"
 router_port = "lan4"
 # mac = "3c:22:fb:12:34:56"   # pins the address with a static DHCP lease
+# macOS: the default "agent" runs only while you are logged in; "daemon" starts at
+# boot with nobody logged in (`sudo sovereign server install --create-account --power`).
+# service = "daemon"
+# service_account = "_ollama"
 
 [ollama]
 # Coding agents need at least 64k tokens of context.

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use crate::config::{BindMode, Deployment, Isolation};
+use crate::config::{BindMode, Deployment, Isolation, MacService, Platform};
 
 /// A problem with one field, before it is mapped to a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,7 @@ pub fn check(d: &Deployment) -> Vec<Finding> {
     check_ports(d, &mut out);
     check_wireguard(d, &mut out);
     check_ollama(d, &mut out);
+    check_service(d, &mut out);
     check_admin_hosts(d, &mut out);
     check_peers(d, &mut out);
     out
@@ -363,6 +364,39 @@ fn is_keep_alive(text: &str) -> bool {
     true
 }
 
+fn check_service(d: &Deployment, out: &mut Vec<Finding>) {
+    if d.server.service == MacService::Daemon && d.server.platform != Platform::Macos {
+        out.push(finding(
+            "server.service",
+            "\"daemon\" is a macOS LaunchDaemon, but server.platform is not macos",
+            "remove server.service on Linux: the systemd unit already starts at boot without a login",
+        ));
+    }
+    if !is_service_account(&d.server.service_account) {
+        out.push(finding(
+            "server.service_account",
+            format!(
+                "`{}` is not a usable account name",
+                d.server.service_account
+            ),
+            SERVICE_ACCOUNT_HINT,
+        ));
+    }
+}
+
+/// A short name macOS accepts for a service account and that needs no quoting in
+/// `dscl`, `chown` or newsyslog.conf: `^_?[a-z][a-z0-9_-]{0,30}$`.
+pub fn is_service_account(name: &str) -> bool {
+    let body = name.strip_prefix('_').unwrap_or(name);
+    let mut chars = body.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && body.len() <= 31
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+}
+
+const SERVICE_ACCOUNT_HINT: &str = "use a lower-case name of up to 32 characters, optionally starting with '_' \
+                                    (the macOS convention for service accounts), e.g. _ollama";
+
 fn check_admin_hosts(d: &Deployment, out: &mut Vec<Finding>) {
     let mut seen = HashMap::new();
     for (i, host) in d.policy.admin_hosts.iter().enumerate() {
@@ -499,6 +533,37 @@ mod tests {
         assert!(!is_wireguard_key(
             "YNqHbfBQKaGvzefSSuufuJpMWOX+X1ApM6aeN2xoU2s"
         ));
+    }
+
+    #[test]
+    fn service_accounts_follow_the_macos_short_name_rule() {
+        for ok in ["_ollama", "ollama", "_ai-server", "a", "_a1_b"] {
+            assert!(is_service_account(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "_",
+            "__x",
+            "Ollama",
+            "1ollama",
+            "_ol lama",
+            "o:x",
+            &"a".repeat(32),
+        ] {
+            assert!(!is_service_account(bad), "{bad}");
+        }
+        assert!(is_service_account(&format!("_{}", "a".repeat(31))));
+    }
+
+    #[test]
+    fn a_daemon_needs_macos_and_a_valid_account() {
+        let mut d = Deployment::reference();
+        d.server.service = MacService::Daemon;
+        assert!(check(&d).is_empty(), "{:?}", check(&d));
+        d.server.platform = Platform::Linux;
+        d.server.service_account = "Bad Name".into();
+        let fields: Vec<String> = check(&d).into_iter().map(|f| f.field).collect();
+        assert_eq!(fields, ["server.service", "server.service_account"]);
     }
 
     #[test]

@@ -46,4 +46,7 @@ pub enum Error {
 
     #[error("{0}")]
     Plist(String),
+
+    #[error("cannot set up the service account: {reason}")]
+    ServiceAccount { reason: String },
 }

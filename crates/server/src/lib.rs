@@ -1,13 +1,16 @@
 //! The AI server layer of sovereign: Ollama as a supervised service bound to the
 //! server's LAN address.
 //!
-//! - [`render`]: pure renderers for the launchd plist and the systemd unit/drop-in.
-//! - [`Backend`] ([`macos::Launchd`], [`linux::Systemd`]): conflicts, install and
-//!   uninstall [`Plan`]s, state and listening sockets, all through [`CommandRunner`]
-//!   and [`Filesystem`] so tests replay recorded outputs.
+//! - [`render`]: pure renderers for the launchd plists (agent and daemon), the
+//!   newsyslog rule and the systemd unit/drop-in.
+//! - [`power`]: the always-on `pmset` policy and what FileVault implies.
+//! - [`Backend`] ([`macos::Launchd`], [`daemon::SystemLaunchd`], [`linux::Systemd`]):
+//!   conflicts, install and uninstall [`Plan`]s, state and listening sockets, all
+//!   through [`CommandRunner`] and [`Filesystem`] so tests replay recorded outputs.
 //! - [`status::evaluate`]: what runs versus what the deployment says.
 //! - [`warm::warm`]: pull and keep models resident, with progress.
 
+pub mod daemon;
 pub mod error;
 pub mod fs;
 pub mod linux;
@@ -15,6 +18,7 @@ pub mod macos;
 pub mod manifest;
 pub mod parse;
 pub mod plan;
+pub mod power;
 pub mod render;
 pub mod runner;
 pub mod service;

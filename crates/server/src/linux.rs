@@ -20,7 +20,7 @@ use crate::spec::{
 const STATE_PROPERTIES: &str = "LoadState,ActiveState,SubState,MainPID,NRestarts,ExecMainStatus,UnitFileState,FragmentPath,DropInPaths,Environment";
 /// The account Ollama's installer creates.
 const OLLAMA_USER: &str = "ollama";
-const MANAGED_MARKER: &str = "# Managed by sovereign";
+use crate::render::MANAGED_MARKER;
 
 pub struct Systemd<'a> {
     runner: &'a dyn CommandRunner,
@@ -90,6 +90,9 @@ impl<'a> Systemd<'a> {
             .collect();
         Ok(ServiceState {
             manager: "systemd".into(),
+            // A system unit wanted by multi-user.target: started at boot, no login needed.
+            domain: "system".into(),
+            runs_without_login: true,
             name: layout.unit_name().to_string(),
             file: Some(layout.path().to_path_buf()),
             installed: self.fs.exists(layout.path()),
@@ -248,18 +251,12 @@ impl<'a> Systemd<'a> {
                 (program, InstallKind::SystemdDropIn)
             }
         };
-        let mut manifest = InstallManifest {
-            format: InstallManifest::FORMAT,
-            kind,
-            service: unit.clone(),
-            files: vec![layout.path().to_path_buf()],
-            directories: previous
-                .as_ref()
-                .map(|m| m.directories.clone())
-                .unwrap_or_default(),
-            kept: Vec::new(),
-            enabled_unit: previous.as_ref().is_some_and(|m| m.enabled_unit),
-        };
+        let mut manifest = InstallManifest::new(kind, &unit, vec![layout.path().to_path_buf()]);
+        manifest.directories = previous
+            .as_ref()
+            .map(|m| m.directories.clone())
+            .unwrap_or_default();
+        manifest.enabled_unit = previous.as_ref().is_some_and(|m| m.enabled_unit);
         if kind == InstallKind::SystemdDropIn
             && let Some(Action::CreateDir { path, .. }) = plan.actions.first()
             && !manifest.directories.contains(path)
@@ -365,15 +362,11 @@ impl<'a> Systemd<'a> {
             if !text.starts_with(MANAGED_MARKER) {
                 continue;
             }
-            return Ok(Some(InstallManifest {
-                format: InstallManifest::FORMAT,
+            return Ok(Some(InstallManifest::new(
                 kind,
-                service: layout.unit_name().to_string(),
-                files: vec![layout.path().to_path_buf()],
-                directories: Vec::new(),
-                kept: Vec::new(),
-                enabled_unit: false,
-            }));
+                layout.unit_name(),
+                vec![layout.path().to_path_buf()],
+            )));
         }
         Ok(None)
     }

@@ -10,7 +10,7 @@ use crate::plan::{Action, Plan};
 use crate::render::{LaunchAgent, render_plist};
 use crate::runner::{Command, CommandRunner};
 use crate::service::{Conflict, ConflictKind, Control, InstallPlan, ServiceState, UninstallPlan};
-use crate::spec::{LAUNCHD_LABEL, MACOS_OLLAMA_CANDIDATES, MacPaths, ServiceSpec};
+use crate::spec::{DaemonPaths, LAUNCHD_LABEL, MACOS_OLLAMA_CANDIDATES, MacPaths, ServiceSpec};
 
 /// Homebrew's `brew services` label for ollama.
 pub const HOMEBREW_LABEL: &str = "homebrew.mxcl.ollama";
@@ -54,6 +54,10 @@ impl<'a> Launchd<'a> {
         &self.paths
     }
 
+    pub(crate) fn runner(&self) -> &'a dyn CommandRunner {
+        self.runner
+    }
+
     pub fn domain(&self) -> String {
         format!("gui/{}", self.user.uid)
     }
@@ -84,6 +88,8 @@ impl<'a> Launchd<'a> {
         let installed = self.fs.exists(&self.paths.plist);
         let mut state = ServiceState {
             manager: "launchd".into(),
+            domain: "agent".into(),
+            runs_without_login: false,
             name: LAUNCHD_LABEL.into(),
             file: Some(self.paths.plist.clone()),
             installed,
@@ -136,6 +142,35 @@ impl<'a> Launchd<'a> {
 
     /// Everything that would fight our agent for the port, each with its fix.
     pub fn conflicts(&self, spec: &ServiceSpec) -> Result<Vec<Conflict>, Error> {
+        let ours = self.job(LAUNCHD_LABEL)?.and_then(|job| job.pid);
+        let mut conflicts = Vec::new();
+        let daemon_plist = DaemonPaths::system().plist;
+        if self.fs.exists(&daemon_plist) {
+            conflicts.push(Conflict {
+                kind: ConflictKind::SovereignDaemon,
+                summary: format!(
+                    "sovereign's LaunchDaemon {} is installed: it starts Ollama at boot on port \
+                     {}, and the agent would be a second instance",
+                    daemon_plist.display(),
+                    spec.port
+                ),
+                fix: "Keep the daemon (set server.service = \"daemon\"), or remove it with \
+                      `sudo sovereign server uninstall` while server.service is \"daemon\"."
+                    .into(),
+                blocking: true,
+            });
+        }
+        conflicts.extend(self.conflicts_skipping(spec, ours.as_slice())?);
+        Ok(conflicts)
+    }
+
+    /// The conflicts shared by the agent and the daemon; listeners owned by one of
+    /// `ours` (the service being installed, or one reported already) are skipped.
+    pub(crate) fn conflicts_skipping(
+        &self,
+        spec: &ServiceSpec,
+        ours: &[u32],
+    ) -> Result<Vec<Conflict>, Error> {
         let mut conflicts = Vec::new();
         let processes = self.processes()?;
         let app_running = processes
@@ -200,9 +235,8 @@ impl<'a> Launchd<'a> {
                 blocking: true,
             });
         }
-        let ours = self.job(LAUNCHD_LABEL)?.and_then(|job| job.pid);
         for listener in self.listeners(spec.port)? {
-            if listener.pid.is_some() && listener.pid == ours {
+            if listener.pid.is_some_and(|pid| ours.contains(&pid)) {
                 continue;
             }
             let owner = listener
@@ -256,15 +290,11 @@ impl<'a> Launchd<'a> {
         let agent = LaunchAgent::new(spec, program.clone(), &self.paths);
         let plist = render_plist(&agent)?;
         let mut plan = Plan::default();
-        let mut manifest = InstallManifest {
-            format: InstallManifest::FORMAT,
-            kind: InstallKind::LaunchAgent,
-            service: LAUNCHD_LABEL.into(),
-            files: vec![self.paths.plist.clone()],
-            directories: Vec::new(),
-            kept: Vec::new(),
-            enabled_unit: false,
-        };
+        let mut manifest = InstallManifest::new(
+            InstallKind::LaunchAgent,
+            LAUNCHD_LABEL,
+            vec![self.paths.plist.clone()],
+        );
         if let Some(previous) = InstallManifest::load(self.fs, state_dir)? {
             manifest.kept = previous.kept;
         }
@@ -412,9 +442,9 @@ pub fn login_notes() -> Vec<String> {
         "A LaunchAgent runs only while its user is logged in. For a server that survives \
          reboots unattended, turn on automatic login (System Settings > Users & Groups > \
          Automatically log in as); FileVault disables automatic login, so with FileVault on \
-         someone must unlock the Mac after every reboot. A LaunchDaemon would start at boot \
-         without a login, but needs root to install and must name a UserName so Ollama does \
-         not run as root; sovereign installs only as the user, so it uses the agent."
+         someone must unlock the Mac after every reboot. For a Mac that starts serving at \
+         boot with nobody logged in, set server.service = \"daemon\" and run \
+         `sudo sovereign server install --create-account --power`."
             .into(),
         "Keep the Mac awake: System Settings > Energy > Prevent automatic sleeping when the \
          display is off (or `sudo pmset -a sleep 0`)."

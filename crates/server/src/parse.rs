@@ -312,9 +312,120 @@ pub fn is_wired_port(port: &str) -> bool {
     lower.contains("ethernet") || lower.contains("lan") || lower.contains("usb")
 }
 
+/// `pmset -g` ("Currently in use"): each setting's value, e.g. `sleep` -> `1`. Notes
+/// such as `1 (sleep prevented by powerd)` keep only the value.
+pub fn pmset_settings(text: &str) -> BTreeMap<String, String> {
+    let mut settings = BTreeMap::new();
+    for line in text.lines() {
+        // Settings are indented; the headings ("System-wide power settings:") are not.
+        if !line.starts_with([' ', '\t']) {
+            continue;
+        }
+        let line = line.trim();
+        // Keys may contain single spaces ("Sleep On Power Button 1"); the value column
+        // starts after a run of spaces when the key is short.
+        let (key, rest) = match line.split_once("  ") {
+            Some((key, rest)) => (key, rest.trim_start()),
+            None => match line.rsplit_once(' ') {
+                Some(split) => split,
+                None => continue,
+            },
+        };
+        let Some(value) = rest.split_whitespace().next() else {
+            continue;
+        };
+        settings.insert(key.trim().to_string(), value.to_string());
+    }
+    settings
+}
+
+/// `fdesetup status`: `Some(true)` while the boot volume is encrypted (or being
+/// encrypted or decrypted), `None` when the text says neither.
+pub fn fdesetup_enabled(text: &str) -> Option<bool> {
+    if text.contains("FileVault is On")
+        || text.contains("Encryption in progress")
+        || text.contains("Decryption in progress")
+    {
+        return Some(true);
+    }
+    text.contains("FileVault is Off").then_some(false)
+}
+
+/// `dscl . -list /Users UniqueID` (or `/Groups PrimaryGroupID`): name and id per line.
+pub fn dscl_ids(text: &str) -> Vec<(String, i64)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let name = fields.next()?;
+            let id = fields.next()?.parse().ok()?;
+            Some((name.to_string(), id))
+        })
+        .collect()
+}
+
+/// `dscl . -read /Users/NAME`: the single-line attributes (`UniqueID: 301`).
+/// Multi-line values (a continuation line starting with a space) are left out.
+pub fn dscl_record(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter(|line| !line.starts_with(' '))
+        .filter_map(|line| line.split_once(": "))
+        .map(|(key, value)| (key.to_string(), value.trim().to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pmset_values_drop_their_notes_and_keep_keys_with_spaces() {
+        let settings = pmset_settings(
+            "System-wide power settings:\nCurrently in use:\n standby              0\n \
+             Sleep On Power Button 1\n womp                 1\n autorestart          0\n \
+             hibernatefile        /var/vm/sleepimage\n \
+             sleep                1 (sleep prevented by sharingd, powerd)\n",
+        );
+        assert_eq!(settings["sleep"], "1");
+        assert_eq!(settings["autorestart"], "0");
+        assert_eq!(settings["womp"], "1");
+        assert_eq!(settings["Sleep On Power Button"], "1");
+        assert_eq!(settings["hibernatefile"], "/var/vm/sleepimage");
+        assert!(!settings.contains_key("System-wide power settings:"));
+    }
+
+    #[test]
+    fn fdesetup_states() {
+        assert_eq!(fdesetup_enabled("FileVault is On.\n"), Some(true));
+        assert_eq!(fdesetup_enabled("FileVault is Off.\n"), Some(false));
+        assert_eq!(
+            fdesetup_enabled("Encryption in progress: Percent completed = 42\n"),
+            Some(true)
+        );
+        assert_eq!(fdesetup_enabled("fdesetup: command failed\n"), None);
+    }
+
+    #[test]
+    fn dscl_lists_and_records() {
+        let ids = dscl_ids("_amavisd                 83\nalice   501\nnobody -2\nbroken\n");
+        assert_eq!(
+            ids,
+            [
+                ("_amavisd".to_string(), 83),
+                ("alice".to_string(), 501),
+                ("nobody".to_string(), -2)
+            ]
+        );
+        let record = dscl_record(
+            "NFSHomeDirectory: /Library/Application Support/sovereign/ollama\n\
+             PrimaryGroupID: 301\nRealName:\n sovereign Ollama\nUniqueID: 301\n",
+        );
+        assert_eq!(record["PrimaryGroupID"], "301");
+        assert_eq!(
+            record["NFSHomeDirectory"],
+            "/Library/Application Support/sovereign/ollama"
+        );
+        assert!(!record.contains_key("RealName"));
+    }
 
     #[test]
     fn socket_forms_split_into_address_and_port() {

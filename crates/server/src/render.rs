@@ -8,7 +8,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::spec::{LAUNCHD_LABEL, MacPaths, STATE_DIRECTORY, ServiceSpec};
+use crate::spec::{DaemonPaths, LAUNCHD_LABEL, MacPaths, STATE_DIRECTORY, ServiceSpec};
 
 /// The keys of our plist, exactly; a test parses the output back and compares.
 pub const PLIST_KEYS: [&str; 7] = [
@@ -86,6 +86,160 @@ pub fn render_plist(agent: &LaunchAgent) -> Result<String, Error> {
     Ok(text)
 }
 
+/// The keys of the daemon plist, exactly, in order.
+pub const DAEMON_PLIST_KEYS: [&str; 9] = [
+    "Label",
+    "ProgramArguments",
+    "EnvironmentVariables",
+    "UserName",
+    "GroupName",
+    "RunAtLoad",
+    "KeepAlive",
+    "StandardOutPath",
+    "StandardErrorPath",
+];
+
+/// How many old logs newsyslog keeps, and the size (KiB) that triggers a rotation.
+pub const LOG_GENERATIONS: u32 = 5;
+pub const LOG_ROTATE_KIB: u32 = 10240;
+
+/// A system LaunchDaemon running `ollama serve` as a service account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LaunchDaemon {
+    pub label: String,
+    pub program: PathBuf,
+    /// `OLLAMA_*`, then `HOME` and `OLLAMA_MODELS` in the account's data directory.
+    pub environment: Vec<(String, String)>,
+    pub user: String,
+    pub group: String,
+    pub wait_for_address: Option<Ipv4Addr>,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+impl LaunchDaemon {
+    pub fn new(
+        spec: &ServiceSpec,
+        program: PathBuf,
+        user: &str,
+        group: &str,
+        paths: &DaemonPaths,
+    ) -> LaunchDaemon {
+        let mut environment = spec.environment.clone();
+        // launchd gives a daemon no HOME; Ollama would otherwise put its key pair and
+        // models under / or fail. Both live in the account's own directory.
+        environment.push(("HOME".into(), paths.data_dir.display().to_string()));
+        environment.push((
+            "OLLAMA_MODELS".into(),
+            paths.models_dir.display().to_string(),
+        ));
+        LaunchDaemon {
+            label: LAUNCHD_LABEL.to_string(),
+            program,
+            environment,
+            user: user.to_string(),
+            group: group.to_string(),
+            wait_for_address: spec.wait_for_address(),
+            stdout_path: paths.stdout_log.clone(),
+            stderr_path: paths.stderr_log.clone(),
+        }
+    }
+
+    /// What launchd executes. At boot a daemon starts before DHCP (or even the link)
+    /// has given the Mac its LAN address, and Ollama then fails with "can't assign
+    /// requested address"; launchd has no "after network" ordering, so a bounded shell
+    /// loop waits for the address and then `exec`s Ollama, which keeps launchd's pid.
+    /// The binary is passed as `$0` so its path needs no quoting inside the script.
+    pub fn program_arguments(&self) -> Vec<String> {
+        let program = self.program.display().to_string();
+        let Some(address) = self.wait_for_address else {
+            return vec![program, "serve".into()];
+        };
+        let script = format!(
+            "i=0; until /sbin/ifconfig | /usr/bin/grep -qF 'inet {address} '; do \
+             i=$((i+1)); if [ \"$i\" -ge {ADDRESS_WAIT_SECONDS} ]; then \
+             echo \"sovereign: {address} is not assigned to any interface after {ADDRESS_WAIT_SECONDS}s\" >&2; \
+             exit 1; fi; sleep 1; done; exec \"$0\" serve"
+        );
+        vec!["/bin/sh".into(), "-c".into(), script, program]
+    }
+}
+
+/// The daemon's plist. `KeepAlive` restarts a failed address wait too, so a lease
+/// that arrives after a minute is still picked up (launchd throttles to one start
+/// per 10 s).
+pub fn render_daemon_plist(daemon: &LaunchDaemon) -> Result<String, Error> {
+    use plist::{Dictionary, Value};
+
+    let mut environment = Dictionary::new();
+    for (name, value) in &daemon.environment {
+        environment.insert(name.clone(), Value::String(value.clone()));
+    }
+    let mut root = Dictionary::new();
+    root.insert("Label".into(), Value::String(daemon.label.clone()));
+    root.insert(
+        "ProgramArguments".into(),
+        Value::Array(
+            daemon
+                .program_arguments()
+                .into_iter()
+                .map(Value::String)
+                .collect(),
+        ),
+    );
+    root.insert(
+        "EnvironmentVariables".into(),
+        Value::Dictionary(environment),
+    );
+    // Without UserName a LaunchDaemon runs as root.
+    root.insert("UserName".into(), Value::String(daemon.user.clone()));
+    root.insert("GroupName".into(), Value::String(daemon.group.clone()));
+    root.insert("RunAtLoad".into(), Value::Boolean(true));
+    root.insert("KeepAlive".into(), Value::Boolean(true));
+    root.insert(
+        "StandardOutPath".into(),
+        Value::String(daemon.stdout_path.display().to_string()),
+    );
+    root.insert(
+        "StandardErrorPath".into(),
+        Value::String(daemon.stderr_path.display().to_string()),
+    );
+    let mut out = Vec::new();
+    Value::Dictionary(root)
+        .to_writer_xml(&mut out)
+        .map_err(|e| Error::Plist(format!("cannot write the LaunchDaemon plist: {e}")))?;
+    let mut text = String::from_utf8(out).map_err(|e| Error::Plist(e.to_string()))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// `/etc/newsyslog.d/com.sovereign.ollama.conf`: rotate both logs at 10 MiB, keep 5.
+///
+/// launchd opens `StandardOutPath` once per start and keeps that descriptor, and
+/// Ollama cannot be told to reopen its log, so after a rotation Ollama goes on writing
+/// into the renamed `.0` file until it restarts; the fresh file fills from then on.
+/// Flag `N` (send no signal) is the only honest choice: a signal would kill Ollama and
+/// unload every model just to rotate a log. No compression flag either, since the
+/// `.0` file may still be written to.
+pub fn render_newsyslog(paths: &DaemonPaths, owner: &str, group: &str) -> String {
+    let mut out = String::from(MANAGED_HEADER);
+    out.push_str(
+        "# launchd keeps the old log open until Ollama restarts, so the newest lines can sit\n\
+         # in ollama.*.log.0 for a while; nothing is lost.\n",
+    );
+    out.push_str(
+        "# logfilename                           [owner:group]    mode count size  when flags\n",
+    );
+    for log in [&paths.stdout_log, &paths.stderr_log] {
+        out.push_str(&format!(
+            "{:<39} {:<16} 640  {LOG_GENERATIONS:<5} {LOG_ROTATE_KIB:<5} *    N\n",
+            log.display(),
+            format!("{owner}:{group}"),
+        ));
+    }
+    out
+}
+
 /// Who the systemd service runs as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -116,6 +270,10 @@ impl SystemdService {
         }
     }
 }
+
+/// How every file sovereign writes begins; uninstall without a manifest only removes
+/// files that start so.
+pub const MANAGED_MARKER: &str = "# Managed by sovereign";
 
 const MANAGED_HEADER: &str = "# Managed by sovereign (`sovereign server install`); \
                               `sovereign server uninstall` removes this file.\n";

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::daemon::SystemLaunchd;
 use crate::error::Error;
 use crate::linux::Systemd;
 use crate::macos::Launchd;
@@ -22,6 +23,11 @@ pub struct ServiceState {
     pub manager: String,
     /// The launchd label or systemd unit.
     pub name: String,
+    /// `agent` (a user's LaunchAgent), `daemon` (a system LaunchDaemon) or `system`
+    /// (a systemd system unit).
+    pub domain: String,
+    /// Whether it starts at boot with nobody logged in.
+    pub runs_without_login: bool,
     /// The plist, unit or drop-in file.
     pub file: Option<PathBuf>,
     pub installed: bool,
@@ -57,6 +63,12 @@ pub enum ConflictKind {
     LegacyAgent,
     PortInUse,
     OtherDropIn,
+    /// The user's own sovereign LaunchAgent, while installing the daemon.
+    SovereignAgent,
+    /// sovereign's LaunchDaemon, while installing the agent.
+    SovereignDaemon,
+    /// The daemon's service account does not exist and `--create-account` was not given.
+    ServiceAccountMissing,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,13 +109,15 @@ pub struct UninstallPlan {
 /// The service manager of the machine this runs on.
 pub enum Backend<'a> {
     Macos(Launchd<'a>),
+    /// `server.service = "daemon"`: the system LaunchDaemon.
+    MacosDaemon(Box<SystemLaunchd<'a>>),
     Linux(Systemd<'a>),
 }
 
 impl Backend<'_> {
     pub fn platform(&self) -> sovereign_model::Platform {
         match self {
-            Backend::Macos(_) => sovereign_model::Platform::Macos,
+            Backend::Macos(_) | Backend::MacosDaemon(_) => sovereign_model::Platform::Macos,
             Backend::Linux(_) => sovereign_model::Platform::Linux,
         }
     }
@@ -116,6 +130,7 @@ impl Backend<'_> {
     ) -> Result<InstallPlan, Error> {
         let mut plan = match self {
             Backend::Macos(b) => b.install_plan(spec, ollama, state_dir),
+            Backend::MacosDaemon(b) => b.install_plan(spec, ollama, state_dir),
             Backend::Linux(b) => b.install_plan(spec, ollama, state_dir),
         }?;
         plan.notes.extend(cli_note(spec));
@@ -125,6 +140,7 @@ impl Backend<'_> {
     pub fn uninstall_plan(&self, state_dir: &Path) -> Result<UninstallPlan, Error> {
         match self {
             Backend::Macos(b) => b.uninstall_plan(state_dir),
+            Backend::MacosDaemon(b) => b.uninstall_plan(state_dir),
             Backend::Linux(b) => b.uninstall_plan(state_dir),
         }
     }
@@ -132,6 +148,7 @@ impl Backend<'_> {
     pub fn state(&self, state_dir: &Path) -> Result<ServiceState, Error> {
         match self {
             Backend::Macos(b) => b.state(),
+            Backend::MacosDaemon(b) => b.state(),
             Backend::Linux(b) => b.state(state_dir),
         }
     }
@@ -139,6 +156,7 @@ impl Backend<'_> {
     pub fn listeners(&self, port: u16) -> Result<Vec<Listener>, Error> {
         match self {
             Backend::Macos(b) => b.listeners(port),
+            Backend::MacosDaemon(b) => b.listeners(port),
             Backend::Linux(b) => b.listeners(port),
         }
     }
@@ -146,6 +164,7 @@ impl Backend<'_> {
     pub fn conflicts(&self, spec: &ServiceSpec, state_dir: &Path) -> Result<Vec<Conflict>, Error> {
         match self {
             Backend::Macos(b) => b.conflicts(spec),
+            Backend::MacosDaemon(b) => b.conflicts(spec),
             Backend::Linux(b) => b.conflicts(spec, state_dir),
         }
     }
@@ -153,13 +172,24 @@ impl Backend<'_> {
     pub fn control_plan(&self, control: Control, state_dir: &Path) -> Result<Plan, Error> {
         match self {
             Backend::Macos(b) => b.control_plan(control),
+            Backend::MacosDaemon(b) => b.control_plan(control),
             Backend::Linux(b) => b.control_plan(control, state_dir),
+        }
+    }
+
+    /// The power settings that matter for an always-on Mac; `None` on Linux.
+    pub fn power_status(&self) -> Result<Option<crate::power::PowerStatus>, Error> {
+        match self {
+            Backend::Macos(b) => crate::daemon::power_status(b.runner()).map(Some),
+            Backend::MacosDaemon(b) => b.power_status().map(Some),
+            Backend::Linux(_) => Ok(None),
         }
     }
 
     pub fn logs_command(&self, follow: bool, state_dir: &Path) -> Result<Command, Error> {
         match self {
             Backend::Macos(b) => Ok(b.logs_command(follow)),
+            Backend::MacosDaemon(b) => Ok(b.logs_command(follow)),
             Backend::Linux(b) => b.logs_command(follow, state_dir),
         }
     }

@@ -129,6 +129,42 @@ impl MacPaths {
     }
 }
 
+/// Paths of the system-wide LaunchDaemon. Fixed, because launchd only reads system
+/// jobs from `/Library/LaunchDaemons` and they belong to no user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaemonPaths {
+    pub plist: PathBuf,
+    pub log_dir: PathBuf,
+    pub stdout_log: PathBuf,
+    pub stderr_log: PathBuf,
+    /// The rotation rule for the two logs.
+    pub newsyslog: PathBuf,
+    /// `/Library/Application Support/sovereign`, created when missing.
+    pub support_dir: PathBuf,
+    /// The service account's home: Ollama keeps its key pair under `$HOME/.ollama`.
+    pub data_dir: PathBuf,
+    /// `OLLAMA_MODELS`, owned by the service account.
+    pub models_dir: PathBuf,
+}
+
+impl DaemonPaths {
+    pub fn system() -> DaemonPaths {
+        let log_dir = PathBuf::from("/Library/Logs/sovereign");
+        let support_dir = PathBuf::from("/Library/Application Support/sovereign");
+        let data_dir = support_dir.join("ollama");
+        DaemonPaths {
+            plist: PathBuf::from(format!("/Library/LaunchDaemons/{LAUNCHD_LABEL}.plist")),
+            stdout_log: log_dir.join("ollama.out.log"),
+            stderr_log: log_dir.join("ollama.err.log"),
+            log_dir,
+            newsyslog: PathBuf::from(format!("/etc/newsyslog.d/{LAUNCHD_LABEL}.conf")),
+            models_dir: data_dir.join("models"),
+            support_dir,
+            data_dir,
+        }
+    }
+}
+
 /// Which systemd file sovereign owns on Linux.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]

@@ -8,6 +8,7 @@ use sovereign_ollama::Client;
 use sovereign_ollama::version::{MESSAGES_SINCE, OllamaVersion, RESPONSES_SINCE};
 
 use crate::parse::{ListenAddress, Listener};
+use crate::power::PowerStatus;
 use crate::service::ServiceState;
 use crate::spec::ServiceSpec;
 
@@ -24,11 +25,24 @@ pub struct Status {
     pub warnings: Vec<String>,
     /// What is running contradicts the deployment; `status` exits 1.
     pub problems: Vec<String>,
+    /// macOS: the power settings and FileVault, as far as always-on cares.
+    pub power: Option<PowerStatus>,
 }
 
 impl Status {
     pub fn consistent(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// Adds the Mac's power settings. A setting that contradicts always-on is a
+    /// warning, not a problem: the service runs, it just may not stay reachable.
+    pub fn add_power(&mut self, power: PowerStatus) {
+        self.warnings.extend(power.contradictions.iter().cloned());
+        if power.filevault == Some(true) && self.service.runs_without_login {
+            self.warnings
+                .push(crate::power::filevault_note(power.filevault));
+        }
+        self.power = Some(power);
     }
 }
 
@@ -248,5 +262,6 @@ pub fn evaluate(
         api,
         warnings,
         problems,
+        power: None,
     }
 }

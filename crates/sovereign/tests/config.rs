@@ -672,3 +672,72 @@ fn a_file_that_is_not_text_or_not_a_file_is_a_usage_error() {
         }
     }
 }
+
+#[test]
+fn a_daemon_on_linux_is_a_config_error() {
+    let dir = config_with(|text| {
+        text.replacen("[server]\n", "[server]\nservice = \"daemon\"\n", 1)
+            .replacen("platform = \"macos\"", "platform = \"linux\"", 1)
+    });
+    let err = assert_config_error(&dir, "server.service", "not macos");
+    assert!(err.contains("systemd unit already starts at boot"), "{err}");
+}
+
+#[test]
+fn a_bad_service_account_is_a_config_error() {
+    let dir = config_with(replace(
+        "[server]\n",
+        "[server]\nservice = \"daemon\"\nservice_account = \"Ollama Svc\"\n",
+    ));
+    assert_config_error(&dir, "server.service_account", "not a usable account name");
+}
+
+#[test]
+fn plan_shows_the_daemon_and_its_power_policy() {
+    let dir = config_with(replace("[server]\n", "[server]\nservice = \"daemon\"\n"));
+    let output = sovereign(dir.path(), &["plan", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["deployment"]["server"]["service"], "daemon");
+    let server = json["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "AI server")
+        .unwrap();
+    let runs: Vec<&str> = server["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        runs[0].contains("system LaunchDaemon as _ollama"),
+        "{runs:?}"
+    );
+    assert!(
+        runs.iter().any(|r| r.contains("pmset autorestart 1")),
+        "{runs:?}"
+    );
+    assert!(
+        runs.iter().any(|r| r.contains("install --power")),
+        "{runs:?}"
+    );
+    assert!(
+        runs.iter().any(|r| r.contains("fdesetup authrestart")),
+        "{runs:?}"
+    );
+
+    // The agent's plan says it needs a login, and leaves pmset to the user.
+    let dir = config_with(|text| text);
+    let output = sovereign(dir.path(), &["plan"]);
+    let text = stdout(&output);
+    assert!(
+        text.contains("runs only while its user is logged in"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sudo pmset -a sleep 0 autorestart 1 womp 1"),
+        "{text}"
+    );
+}

@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 use sovereign_model::{
-    BindMode, Deployment, Expect, IntentMatrix, Isolation, Platform, RouterTarget, Warning,
+    BindMode, Deployment, Expect, IntentMatrix, Isolation, MacService, Platform, RouterTarget,
+    Warning,
 };
 use sovereign_router::{IsolationVerdict, Rendering};
 use sovereign_wg::{KeyStore, RouterSecrets};
@@ -187,12 +188,41 @@ fn layers(d: &Deployment) -> Vec<Layer> {
         BindMode::LanIp => format!("{}:{}", d.server.address, d.server.api_port),
         BindMode::All => format!("0.0.0.0:{}", d.server.api_port),
     };
-    let service = match d.server.platform {
-        Platform::Macos => {
-            "a LaunchAgent of its own (EnvironmentVariables survive reboots and app updates)"
+    let service = match (d.server.platform, d.server.service) {
+        (Platform::Macos, MacService::Agent) => {
+            "a LaunchAgent of its own (EnvironmentVariables survive reboots and app updates; \
+             runs only while its user is logged in)"
+                .to_string()
         }
-        Platform::Linux => "a systemd unit ordered after the server's address exists",
+        (Platform::Macos, MacService::Daemon) => format!(
+            "a system LaunchDaemon as {} (starts at boot with nobody logged in, waits for its \
+             LAN address, models in /Library/Application Support/sovereign/ollama/models)",
+            d.server.service_account
+        ),
+        (Platform::Linux, _) => "a systemd system unit (starts at boot without a login), \
+                                 ordered after the server's address exists"
+            .to_string(),
     };
+    let mut server_runs = vec![
+        format!("ollama serve as {service}"),
+        format!(
+            "OLLAMA_HOST={bind} OLLAMA_CONTEXT_LENGTH={} OLLAMA_KEEP_ALIVE={} OLLAMA_NUM_PARALLEL={} OLLAMA_FLASH_ATTENTION={}",
+            d.ollama.context_length,
+            d.ollama.keep_alive,
+            d.ollama.num_parallel,
+            u8::from(d.ollama.flash_attention)
+        ),
+    ];
+    if d.server.platform == Platform::Macos {
+        // Always-on needs the Mac awake and booting by itself; plan is offline, so
+        // FileVault is described, not probed (`server status` reports it).
+        server_runs.extend(
+            sovereign_server::power::policy_lines(d.server.service == MacService::Daemon)
+                .into_iter()
+                .map(|line| format!("power policy: {line}")),
+        );
+        server_runs.push(sovereign_server::power::filevault_note(None));
+    }
     let urls = d.api_urls();
     vec![
         Layer {
@@ -225,16 +255,7 @@ fn layers(d: &Deployment) -> Vec<Layer> {
         },
         Layer {
             name: "AI server",
-            runs: vec![
-                format!("ollama serve as {service}"),
-                format!(
-                    "OLLAMA_HOST={bind} OLLAMA_CONTEXT_LENGTH={} OLLAMA_KEEP_ALIVE={} OLLAMA_NUM_PARALLEL={} OLLAMA_FLASH_ATTENTION={}",
-                    d.ollama.context_length,
-                    d.ollama.keep_alive,
-                    d.ollama.num_parallel,
-                    u8::from(d.ollama.flash_attention)
-                ),
-            ],
+            runs: server_runs,
         },
         Layer {
             name: "clients",

@@ -9,20 +9,23 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use sovereign_model::{Deployment, Platform};
+use sovereign_model::{Deployment, MacService, Platform};
+use sovereign_server::daemon::{DaemonOptions, SystemLaunchd};
 use sovereign_server::linux::Systemd;
 use sovereign_server::macos::{Launchd, MacUser};
 use sovereign_server::render::{
-    LaunchAgent, SystemdService, UnitUser, render_dropin, render_plist, render_unit,
+    LaunchAgent, LaunchDaemon, SystemdService, UnitUser, render_daemon_plist, render_dropin,
+    render_newsyslog, render_plist, render_unit,
 };
 use sovereign_server::spec::{
-    DROPIN_NAME, MACOS_OLLAMA_CANDIDATES, MacPaths, SYSTEMD_UNIT, UPSTREAM_UNIT,
+    DROPIN_NAME, DaemonPaths, MACOS_OLLAMA_CANDIDATES, MacPaths, SYSTEMD_UNIT, UPSTREAM_UNIT,
 };
 use sovereign_server::status::{self, Status};
 use sovereign_server::{
     Backend, Command, CommandRunner, Control, Plan, RootedFs, ServiceSpec, SystemRunner, static_ip,
     warm,
 };
+use sovereign_server::{InstallKind, InstallManifest};
 
 use crate::context::{Context, Outcome, usage};
 use crate::output::print_json;
@@ -31,6 +34,7 @@ use crate::output::print_json;
 #[command(after_help = "Examples:\n  \
     sovereign server render --platform linux --out ./server\n  \
     sovereign server install --dry-run\n  \
+    sudo sovereign server install --create-account --power   # server.service = \"daemon\"\n  \
     sovereign server status --json\n  \
     sovereign server warm qwen2.5-coder:32b\n  \
     sovereign server static-ip --apply")]
@@ -41,7 +45,8 @@ pub struct ServerArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ServerCommand {
-    /// Print (or write to --out) the launchd plist or the systemd unit and drop-in.
+    /// Print (or write to --out) the launchd plist (and, for a daemon, its newsyslog
+    /// rule) or the systemd unit and drop-in.
     Render(RenderArgs),
     /// Install and start the service on this machine (checks for conflicts first).
     Install(InstallArgs),
@@ -100,6 +105,18 @@ pub struct InstallArgs {
     /// The ollama binary to run (default: detected).
     #[arg(long, value_name = "PATH")]
     pub ollama: Option<PathBuf>,
+    /// Daemon: create server.service_account (hidden, id 300-499, no login shell) when
+    /// it does not exist. Uninstall deletes it again.
+    #[arg(long)]
+    pub create_account: bool,
+    /// Daemon: move the invoking user's ~/.ollama/models into the daemon's models
+    /// directory (moved back on uninstall).
+    #[arg(long)]
+    pub move_models: bool,
+    /// Daemon: set pmset for always-on (sleep 0, autorestart 1, womp 1); uninstall
+    /// restores the previous values. FileVault is never touched.
+    #[arg(long)]
+    pub power: bool,
 }
 
 #[derive(Debug, Args)]
@@ -190,12 +207,27 @@ fn render(context: &Context, args: RenderArgs) -> anyhow::Result<Outcome> {
                     .find_ollama(None)
                     .unwrap_or_else(|_| PathBuf::from(MACOS_OLLAMA_CANDIDATES[0]))
             });
-            let paths = MacPaths::for_home(&home);
-            let agent = LaunchAgent::new(&spec, program, &paths);
-            vec![(
-                PathBuf::from(format!("{}.plist", sovereign_server::LAUNCHD_LABEL)),
-                render_plist(&agent)?,
-            )]
+            let plist_name = PathBuf::from(format!("{}.plist", sovereign_server::LAUNCHD_LABEL));
+            match deployment.server.service {
+                MacService::Agent => {
+                    let paths = MacPaths::for_home(&home);
+                    let agent = LaunchAgent::new(&spec, program, &paths);
+                    vec![(plist_name, render_plist(&agent)?)]
+                }
+                MacService::Daemon => {
+                    let paths = DaemonPaths::system();
+                    let account = &deployment.server.service_account;
+                    let daemon = LaunchDaemon::new(&spec, program, account, account, &paths);
+                    vec![
+                        (plist_name, render_daemon_plist(&daemon)?),
+                        (
+                            PathBuf::from("newsyslog.d")
+                                .join(format!("{}.conf", sovereign_server::LAUNCHD_LABEL)),
+                            render_newsyslog(&paths, account, account),
+                        ),
+                    ]
+                }
+            }
         }
         Platform::Linux => {
             let program = args.ollama.clone().unwrap_or_else(|| {
@@ -249,6 +281,15 @@ fn render(context: &Context, args: RenderArgs) -> anyhow::Result<Outcome> {
              (in /etc/systemd/system/{UPSTREAM_UNIT}.d/). `sovereign server install` picks for you."
         );
     }
+    if platform == Platform::Macos && deployment.server.service == MacService::Daemon {
+        let paths = DaemonPaths::system();
+        println!(
+            "The plist goes to {} (root:wheel, 0644) and the rotation rule to {}; \
+             `sudo sovereign server install` also sets up the account and directories.",
+            paths.plist.display(),
+            paths.newsyslog.display()
+        );
+    }
     Ok(Outcome::Success)
 }
 
@@ -262,10 +303,29 @@ fn default_mac_home() -> PathBuf {
     PathBuf::from("/Users").join(user)
 }
 
-/// The backend for the machine this runs on, checked against `server.platform`.
+/// The backend for the machine this runs on, checked against `server.platform`;
+/// on macOS the agent or the daemon as `service` says.
 fn host_backend<'a>(
     context: &Context,
     deployment: &Deployment,
+    runner: &'a SystemRunner,
+    fs: &'a RootedFs,
+) -> anyhow::Result<Backend<'a>> {
+    backend_for(
+        context,
+        deployment,
+        deployment.server.service,
+        DaemonOptions::default(),
+        runner,
+        fs,
+    )
+}
+
+fn backend_for<'a>(
+    context: &Context,
+    deployment: &Deployment,
+    service: MacService,
+    options: DaemonOptions,
     runner: &'a SystemRunner,
     fs: &'a RootedFs,
 ) -> anyhow::Result<Backend<'a>> {
@@ -287,14 +347,9 @@ fn host_backend<'a>(
             here
         )));
     }
-    Ok(match here {
-        Platform::Macos => {
-            let uid = runner.run(&Command::new("id", ["-u"]))?;
-            let uid: u32 = uid
-                .stdout
-                .trim()
-                .parse()
-                .context("`id -u` printed no number")?;
+    Ok(match (here, service) {
+        (Platform::Macos, MacService::Agent) => {
+            let uid = current_uid(runner)?;
             let home = std::env::var_os("HOME").context("HOME is not set")?;
             Backend::Macos(Launchd::new(
                 runner,
@@ -305,8 +360,80 @@ fn host_backend<'a>(
                 },
             ))
         }
-        Platform::Linux => Backend::Linux(Systemd::new(runner, fs)),
+        (Platform::Macos, MacService::Daemon) => {
+            Backend::MacosDaemon(Box::new(SystemLaunchd::new(
+                runner,
+                fs,
+                console_user(runner)?,
+                &deployment.server.service_account,
+                options,
+            )))
+        }
+        (Platform::Linux, _) => Backend::Linux(Systemd::new(runner, fs)),
     })
+}
+
+fn current_uid(runner: &SystemRunner) -> anyhow::Result<u32> {
+    let uid = runner.run(&Command::new("id", ["-u"]))?;
+    uid.stdout
+        .trim()
+        .parse()
+        .context("`id -u` printed no number")
+}
+
+/// The person whose agent, app and models matter next to the daemon: under sudo the
+/// one who ran it (SUDO_UID, SUDO_USER), otherwise the current user.
+fn console_user(runner: &SystemRunner) -> anyhow::Result<MacUser> {
+    let sudo_uid = std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok());
+    let sudo_user = std::env::var("SUDO_USER").ok().filter(|u| !u.is_empty());
+    if let (Some(uid), Some(name)) = (sudo_uid, sudo_user) {
+        // sudo may or may not keep HOME; the directory service knows the real one.
+        let read = runner.run(&Command::new(
+            "dscl",
+            [".", "-read", &format!("/Users/{name}"), "NFSHomeDirectory"],
+        ))?;
+        let home = sovereign_server::parse::dscl_record(&read.stdout)
+            .remove("NFSHomeDirectory")
+            .filter(|_| read.success())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/Users").join(&name));
+        return Ok(MacUser { uid, home });
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    Ok(MacUser {
+        uid: current_uid(runner)?,
+        home: home.into(),
+    })
+}
+
+/// A daemon install or uninstall changes the system domain, accounts and power
+/// settings: only root may, so say so before probing anything.
+fn require_root_for_daemon(runner: &SystemRunner, what: &str) -> anyhow::Result<()> {
+    if current_uid(runner)? == 0 {
+        return Ok(());
+    }
+    Err(usage(format!(
+        "server.service is \"daemon\": {what} needs root. Run `sudo sovereign server {what}`, \
+         or add --dry-run to see every step without changing anything."
+    )))
+}
+
+/// Files root wrote into the invoking user's state directory go back to that user,
+/// so later commands (`peer add`, the next install) can still use it.
+fn give_back_to_sudo_user(paths: &[PathBuf]) {
+    let uid = std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok());
+    let gid = std::env::var("SUDO_GID").ok().and_then(|g| g.parse().ok());
+    let Some(uid) = uid else {
+        return;
+    };
+    for path in paths.iter().filter(|p| p.exists()) {
+        if let Err(error) = std::os::unix::fs::chown(path, Some(uid), gid) {
+            eprintln!(
+                "warning: cannot hand {} back to uid {uid}: {error}",
+                path.display()
+            );
+        }
+    }
 }
 
 /// Serializes state changes (install, uninstall) on the state directory.
@@ -330,7 +457,31 @@ fn install(context: &Context, args: InstallArgs) -> anyhow::Result<Outcome> {
     let deployment = context.load()?;
     let spec = ServiceSpec::from_deployment(&deployment);
     let (runner, fs) = (SystemRunner, RootedFs::real());
-    let backend = host_backend(context, &deployment, &runner, &fs)?;
+    let daemon = deployment.server.platform == Platform::Macos
+        && deployment.server.service == MacService::Daemon;
+    let options = DaemonOptions {
+        create_account: args.create_account,
+        move_models: args.move_models,
+        power: args.power,
+    };
+    if !daemon && options != DaemonOptions::default() {
+        return Err(usage(format!(
+            "{}: --create-account, --move-models and --power belong to the macOS LaunchDaemon; \
+             set server.service = \"daemon\" (macOS) to use them",
+            context.config_path().display()
+        )));
+    }
+    let backend = backend_for(
+        context,
+        &deployment,
+        deployment.server.service,
+        options,
+        &runner,
+        &fs,
+    )?;
+    if daemon && !args.dry_run {
+        require_root_for_daemon(&runner, "install")?;
+    }
     let state_dir = absolute(&context.state_dir());
     let _lock = if args.dry_run {
         None
@@ -343,6 +494,10 @@ fn install(context: &Context, args: InstallArgs) -> anyhow::Result<Outcome> {
     if args.dry_run {
         println!("\nWould run (dry run, nothing changed):\n");
         print!("{}", install.plan.describe());
+        println!();
+        for note in &install.notes {
+            println!("note: {note}");
+        }
         if install.blocked() {
             println!(
                 "\nInstall would stop before these steps until the conflicts above are resolved."
@@ -355,8 +510,15 @@ fn install(context: &Context, args: InstallArgs) -> anyhow::Result<Outcome> {
         eprintln!("\nNothing was changed. Resolve the conflicts above, then run install again.");
         return Ok(Outcome::CheckFailed);
     }
-    let execution = sovereign_server::execute(&install.plan, &runner, &fs)?;
-    for step in &execution.steps {
+    let execution = sovereign_server::execute(&install.plan, &runner, &fs);
+    if daemon {
+        give_back_to_sudo_user(&[
+            state_dir.clone(),
+            state_dir.join("server.lock"),
+            InstallManifest::path(&state_dir),
+        ]);
+    }
+    for step in &execution?.steps {
         println!("{}", step.description);
     }
     println!();
@@ -381,8 +543,25 @@ fn print_conflicts(conflicts: &[sovereign_server::Conflict]) {
 fn uninstall(context: &Context, args: DryRunArgs) -> anyhow::Result<Outcome> {
     let (deployment, _) = context.load_or_reference()?;
     let (runner, fs) = (SystemRunner, RootedFs::real());
-    let backend = host_backend(context, &deployment, &runner, &fs)?;
     let state_dir = absolute(&context.state_dir());
+    // What was installed decides, not what the file says now: a switch from daemon to
+    // agent in sovereign.toml must still be able to remove the daemon.
+    let service = match InstallManifest::load(&fs, &state_dir)?.map(|m| m.kind) {
+        Some(InstallKind::LaunchDaemon) => MacService::Daemon,
+        Some(InstallKind::LaunchAgent) => MacService::Agent,
+        _ => deployment.server.service,
+    };
+    let backend = backend_for(
+        context,
+        &deployment,
+        service,
+        DaemonOptions::default(),
+        &runner,
+        &fs,
+    )?;
+    if matches!(backend, Backend::MacosDaemon(_)) && !args.dry_run {
+        require_root_for_daemon(&runner, "uninstall")?;
+    }
     let _lock = if args.dry_run || !state_dir.is_dir() {
         None
     } else {
@@ -427,13 +606,16 @@ fn status_command(context: &Context, args: StatusArgs) -> anyhow::Result<Outcome
     let url = args.url.unwrap_or_else(|| spec.api_url());
     let client = sovereign_server::ollama::Client::new(&url)?.with_timeout(Duration::from_secs(5));
     let api = status::probe_api(&client);
-    let report = status::evaluate(
+    let mut report = status::evaluate(
         &spec,
         deployment.ollama.context_length,
         service,
         listeners,
         api,
     );
+    if let Some(power) = backend.power_status()? {
+        report.add_power(power);
+    }
     if args.json {
         print_json(&report)?;
     } else {
@@ -466,6 +648,18 @@ pub fn format_status(report: &Status) -> String {
         "service   {} ({}): {state}",
         service.name, service.manager
     );
+    if !service.domain.is_empty() {
+        let _ = writeln!(
+            out,
+            "domain    {}: {}",
+            service.domain,
+            if service.runs_without_login {
+                "starts at boot, runs with nobody logged in"
+            } else {
+                "runs only while its user is logged in"
+            }
+        );
+    }
     if let Some(file) = &service.file {
         let installed = if service.installed { "" } else { " (missing)" };
         let _ = writeln!(out, "file      {}{installed}", file.display());
@@ -522,6 +716,27 @@ pub fn format_status(report: &Status) -> String {
             );
         }
     }
+    if let Some(power) = &report.power {
+        let settings: Vec<String> = power
+            .settings
+            .iter()
+            .map(|(key, value)| format!("{key} {value}"))
+            .collect();
+        let filevault = match power.filevault {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "unknown",
+        };
+        let _ = writeln!(
+            out,
+            "power     pmset {}; FileVault {filevault}",
+            if settings.is_empty() {
+                "unknown".to_string()
+            } else {
+                settings.join(", ")
+            }
+        );
+    }
     for warning in &report.warnings {
         let _ = writeln!(out, "\nWARNING: {warning}");
     }
@@ -535,6 +750,14 @@ fn control(context: &Context, control: Control, args: DryRunArgs) -> anyhow::Res
     let (deployment, _) = context.load_or_reference()?;
     let (runner, fs) = (SystemRunner, RootedFs::real());
     let backend = host_backend(context, &deployment, &runner, &fs)?;
+    if matches!(backend, Backend::MacosDaemon(_)) && !args.dry_run {
+        let verb = match control {
+            Control::Start => "start",
+            Control::Stop => "stop",
+            Control::Restart => "restart",
+        };
+        require_root_for_daemon(&runner, verb)?;
+    }
     let plan: Plan = backend.control_plan(control, &absolute(&context.state_dir()))?;
     if plan.is_empty() {
         println!("Nothing to do: the service is not loaded.");
@@ -668,4 +891,48 @@ fn sudo(command: &Command) -> Command {
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sovereign_server::ServiceState;
+    use sovereign_server::power::PowerStatus;
+    use sovereign_server::status::ApiStatus;
+
+    #[test]
+    fn status_shows_the_domain_and_power_settings_that_contradict_always_on() {
+        let spec = ServiceSpec::from_deployment(&Deployment::reference());
+        let service = ServiceState {
+            manager: "launchd".into(),
+            name: "com.sovereign.ollama".into(),
+            domain: "daemon".into(),
+            runs_without_login: true,
+            installed: true,
+            loaded: true,
+            running: true,
+            pid: Some(312),
+            state: "running".into(),
+            ..ServiceState::default()
+        };
+        let mut report = status::evaluate(&spec, 65536, service, Vec::new(), ApiStatus::default());
+        let pmset = [("sleep", "1"), ("autorestart", "1"), ("womp", "0")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        report.add_power(PowerStatus::new(&pmset, Some(true)));
+        let text = format_status(&report);
+        assert!(
+            text.contains("domain    daemon: starts at boot, runs with nobody logged in"),
+            "{text}"
+        );
+        assert!(
+            text.contains("power     pmset autorestart 1, sleep 1, womp 0; FileVault on"),
+            "{text}"
+        );
+        assert!(text.contains("WARNING: pmset sleep is 1"), "{text}");
+        assert!(text.contains("WARNING: pmset womp is 0"), "{text}");
+        assert!(!text.contains("pmset autorestart is"), "{text}");
+        assert!(text.contains("fdesetup authrestart"), "{text}");
+    }
 }
