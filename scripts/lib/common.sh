@@ -4,6 +4,8 @@
 # Debian packages the tests and the lab use. --no-install-recommends matters:
 # wireguard-tools recommends a kernel image that can never be used here.
 SYSTEM_PACKAGES=(
+  gcc               # the C linker (cc) that rustc links with, and the compiler for -sys crates
+  libc6-dev
   nftables          # nft: the lab router's firewall, `nft -c` checks of rendered rulesets
   wireguard-tools   # wg, wg-quick: real WireGuard tooling
   wireguard-go      # userspace WireGuard (this kernel has no WireGuard module)
@@ -52,8 +54,28 @@ install_system_packages() {
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
+# The toolchain: rustup's, 1.89 or newer. Debian 12's rustc (1.63) and rustc-web
+# (1.85 on its mirrors) are too old for the workspace's edition and rust-version,
+# and neither ships clippy or rustfmt, so the scripts do not install them.
+RUST_MIN=1.89
+RUSTUP_HINT="install Rust with rustup: curl --proto '=https' -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt && . \"\$HOME/.cargo/env\""
+
+# version_at_least 1.95.0 1.89 -> true
+version_at_least() {
+  [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]
+}
+
+# require_rust [lint]: cargo and rustc new enough; with `lint`, clippy and rustfmt too.
 require_rust() {
-  command -v cargo >/dev/null 2>&1 || fail "cargo not found: install a Rust toolchain (1.89 or newer) with rustup"
+  command -v cargo >/dev/null 2>&1 || fail "cargo not found: $RUSTUP_HINT"
+  local version
+  version=$(rustc --version 2>/dev/null | awk '{print $2}')
+  version_at_least "${version:-0}" "$RUST_MIN" ||
+    fail "rustc ${version:-?} is too old: sovereign needs $RUST_MIN or newer (rustup update stable, or $RUSTUP_HINT)"
+  if [ "${1:-}" = lint ]; then
+    cargo fmt --version >/dev/null 2>&1 || fail "rustfmt is missing: rustup component add rustfmt"
+    cargo clippy --version >/dev/null 2>&1 || fail "clippy is missing: rustup component add clippy"
+  fi
 }
 
 # The official SDKs, pinned loosely, in a project-local venv.
