@@ -635,7 +635,7 @@ pub fn render_text(report: &ProbeReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "lab {}: reachability matrix (isolation: {:?})",
+        "lab {}: reachability matrix (isolation: {})",
         report.lab, report.isolation
     );
     let table = |results: &[ProbeResult], control: bool| {

@@ -530,3 +530,56 @@ mod tests {
         assert!("3c:22:fb:12:34:zz".parse::<MacAddr>().is_err());
     }
 }
+
+/// The names the deployment file and the README use (`openwrt`, `macos`,
+/// `dedicated-port`), for every message a person reads: never the Rust names.
+macro_rules! file_names {
+    ($($kind:ty { $($variant:ident => $name:literal),+ $(,)? })+) => {$(
+        impl $kind {
+            pub fn name(self) -> &'static str {
+                match self { $(Self::$variant => $name),+ }
+            }
+        }
+        impl std::fmt::Display for $kind {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    )+};
+}
+
+file_names! {
+    RouterTarget { Openwrt => "openwrt", Linux => "linux" }
+    Platform { Macos => "macos", Linux => "linux" }
+    BindMode { LanIp => "lan-ip", All => "all" }
+    Isolation { DedicatedPort => "dedicated-port", Shared => "shared" }
+}
+
+#[cfg(test)]
+mod file_name_tests {
+    use super::*;
+
+    /// The display names are exactly the file's (serde) names.
+    #[test]
+    fn display_names_are_the_file_names() {
+        fn serde_name<T: Serialize>(value: T) -> String {
+            serde_json::to_value(value)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+        for t in [RouterTarget::Openwrt, RouterTarget::Linux] {
+            assert_eq!(t.to_string(), serde_name(t));
+        }
+        for p in [Platform::Macos, Platform::Linux] {
+            assert_eq!(p.to_string(), serde_name(p));
+        }
+        for b in [BindMode::LanIp, BindMode::All] {
+            assert_eq!(b.to_string(), serde_name(b));
+        }
+        for i in [Isolation::DedicatedPort, Isolation::Shared] {
+            assert_eq!(i.to_string(), serde_name(i));
+        }
+    }
+}

@@ -741,3 +741,45 @@ fn plan_shows_the_daemon_and_its_power_policy() {
         "{text}"
     );
 }
+
+/// Every name a person reads is the one the file and the README use: `openwrt`,
+/// `macos`, `dedicated-port`, `IPv4`, never the Rust enum names.
+#[test]
+fn output_never_shows_rust_enum_names() {
+    const RUST_NAMES: [&str; 8] = [
+        "Openwrt",
+        "Macos",
+        "DedicatedPort",
+        "LanDevice",
+        "LanAdmin",
+        "(Ipv4)",
+        "(Ipv6)",
+        "NotRouted",
+    ];
+    let dir = config_with(|text| text);
+    let report = dir.path().join("report.html");
+    let report_arg = report.to_str().unwrap();
+    let runs: [&[&str]; 5] = [
+        &["router", "render", "--out", "rendered"],
+        &["plan"],
+        &["verify", "--rendered"],
+        &["verify", "--rendered", "--html", report_arg],
+        // platform macos on this Linux machine: the mismatch names both platforms.
+        &["server", "install", "--dry-run"],
+    ];
+    let mut seen = String::new();
+    for args in runs {
+        let output = sovereign(dir.path(), args);
+        seen += &stdout(&output);
+        seen += &stderr(&output);
+    }
+    seen += &std::fs::read_to_string(&report).unwrap();
+    assert!(seen.contains("files for openwrt"), "{seen}");
+    assert!(
+        seen.contains("server.platform is macos but this machine runs linux"),
+        "{seen}"
+    );
+    for name in RUST_NAMES {
+        assert!(!seen.contains(name), "`{name}` leaked into the output");
+    }
+}

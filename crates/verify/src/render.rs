@@ -310,7 +310,7 @@ pub fn render_html(report: &Report, d: &Deployment) -> String {
         let (text, class) = cell_text(c);
         let _ = write!(
             h,
-            "<details id=\"{}\"{}><summary><span class=\"{class}\">{}</span> {} &rarr; {} ({:?}): expected {} &mdash; {}</summary>\n<p>{}</p>",
+            "<details id=\"{}\"{}><summary><span class=\"{class}\">{}</span> {} &rarr; {} ({}): expected {} &mdash; {}</summary>\n<p>{}</p>",
             anchor(c),
             if class == "bad" { " open" } else { "" },
             esc(&text),

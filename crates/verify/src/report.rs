@@ -63,6 +63,15 @@ pub enum IpFamily {
     Ipv6,
 }
 
+impl std::fmt::Display for IpFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IpFamily::Ipv4 => "IPv4",
+            IpFamily::Ipv6 => "IPv6",
+        })
+    }
+}
+
 /// What the firewall does with a cell's packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -73,6 +82,18 @@ pub enum Status {
     Unknown,
     /// Switched between two hosts on one L2 segment: the router never sees it.
     NotRouted,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Allowed => "allowed",
+            Status::Denied => "denied",
+            Status::Mixed => "mixed",
+            Status::Unknown => "unknown",
+            Status::NotRouted => "not routed (switched on one L2 segment)",
+        })
+    }
 }
 
 /// How that compares with the intent.

@@ -275,7 +275,10 @@ fn nodes_table(lab: &Lab) -> Table {
             .collect();
         table.row([
             node.key.clone(),
-            format!("{:?}", node.role),
+            serde_json::to_value(node.role)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
             node.netns.clone(),
             node.address.to_string(),
             tunnel,

@@ -385,7 +385,7 @@ fn verify_rendered(d: &Deployment) -> anyhow::Result<VerifierPlan> {
     let mut problems: Vec<String> = cells
         .map(|c| {
             format!(
-                "{} -> {} ({:?}): expected {}, found {:?}",
+                "{} -> {} ({}): expected {}, found {}",
                 c.source.label(),
                 c.destination.label(),
                 c.family,

@@ -335,7 +335,7 @@ fn report_written(
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "Wrote {} files for {:?} to {}:\n",
+        "Wrote {} files for {} to {}:\n",
         written.len(),
         rendering.target,
         dir.display()

@@ -234,7 +234,7 @@ fn rendered_config(
         rendering
             .file(path)
             .map(|f| f.contents.clone())
-            .with_context(|| format!("the {target:?} rendering has no {path}"))
+            .with_context(|| format!("the {target} rendering has no {path}"))
     };
     let wg_interface = deployment.wireguard.interface.clone();
     let config = match target {

@@ -340,7 +340,7 @@ fn backend_for<'a>(
     };
     if deployment.server.platform != here {
         return Err(usage(format!(
-            "{}: server.platform is {:?} but this machine runs {:?}; run this on the AI server, \
+            "{}: server.platform is {} but this machine runs {}; run this on the AI server, \
              or fix server.platform",
             context.config_path().display(),
             deployment.server.platform,
