@@ -183,9 +183,9 @@ impl<'a> Locator<'a> {
             file: self.origin.to_path_buf(),
             line,
             column,
-            field,
-            hint: Some(syntax_hint(&message)),
+            hint: Some(syntax_hint(&message, field.as_deref())),
             message,
+            field,
         }
     }
 
@@ -245,9 +245,24 @@ fn humanize(message: &str) -> String {
     message.to_string()
 }
 
-fn syntax_hint(message: &str) -> String {
+/// What a number out of its type's range should be, by field.
+fn range_hint(field: Option<&str>) -> String {
+    let key = field.and_then(|f| f.rsplit('.').next()).unwrap_or("");
+    match key {
+        "mtu" => "WireGuard's MTU is 1280-1500; 1420 fits a 1500-byte underlay".into(),
+        "persistent_keepalive" => {
+            "seconds between keepalives, 0-65535 (0 turns them off; 25 keeps NAT mappings open)"
+                .into()
+        }
+        "listen_port" | "api_port" | "ssh_port" | "port" => "ports are 1-65535".into(),
+        "context_length" => "a context length in tokens, e.g. 65536".into(),
+        _ => "see the comments in `sovereign init --yes` output for each field's range".into(),
+    }
+}
+
+fn syntax_hint(message: &str, field: Option<&str>) -> String {
     if message.contains("out of range") {
-        "ports are 1-65535; see the comments in `sovereign init --yes` output for each field's meaning".into()
+        range_hint(field)
     } else if message.starts_with("unknown field") {
         "check the spelling; `sovereign config show` prints every key with its default".into()
     } else if message.contains("missing field `endpoint`")

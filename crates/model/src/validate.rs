@@ -81,6 +81,31 @@ pub fn warnings(d: &Deployment) -> Vec<Warning> {
             ),
         });
     }
+    if let Some(problem) = endpoint_problem(&d.wan.endpoint.host) {
+        out.push(Warning {
+            field: "wan.endpoint".into(),
+            message: format!(
+                "{} {problem}: peers outside this network cannot dial it. Set wan.endpoint to the \
+                 public name or address of the router (a DNS name that follows a dynamic IP is best)",
+                d.wan.endpoint
+            ),
+        });
+    }
+    if let Some(net) = d
+        .wireguard
+        .client_allowed_ips
+        .iter()
+        .find(|net| net.prefix_len() == 0)
+    {
+        out.push(Warning {
+            field: "wireguard.client_allowed_ips".into(),
+            message: format!(
+                "{net} sends all of a client's traffic into the tunnel, but the firewall denies VPN -> \
+                 internet, so the client loses its internet while connected; leave the list empty \
+                 (the server's address only)"
+            ),
+        });
+    }
     if d.wan.endpoint.port != d.wireguard.listen_port {
         out.push(Warning {
             field: "wan.endpoint".into(),
@@ -91,6 +116,24 @@ pub fn warnings(d: &Deployment) -> Vec<Warning> {
         });
     }
     out
+}
+
+/// Why an endpoint host cannot be reached from the internet, or `None` (a DNS name,
+/// or a public address). Private (RFC 1918), CGNAT (100.64/10), link-local and
+/// loopback addresses are reachable only nearby (the default endpoint, the
+/// router's WAN address behind an ISP router, is one of them).
+fn endpoint_problem(host: &str) -> Option<&'static str> {
+    let ip: std::net::Ipv4Addr = host.parse().ok()?;
+    let cgnat: ipnet::Ipv4Net = "100.64.0.0/10".parse().expect("static");
+    if ip.is_private() {
+        Some("is a private (RFC 1918) address")
+    } else if cgnat.contains(&ip) {
+        Some("is a carrier-grade NAT (100.64.0.0/10) address")
+    } else if ip.is_loopback() || ip.is_link_local() || ip.is_unspecified() {
+        Some("is not a routable address")
+    } else {
+        None
+    }
 }
 
 const INTERFACE_HINT: &str = "Linux interface names are 1-15 characters without '/', ':' or spaces";

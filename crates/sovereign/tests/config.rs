@@ -783,3 +783,63 @@ fn output_never_shows_rust_enum_names() {
         assert!(!seen.contains(name), "`{name}` leaked into the output");
     }
 }
+
+/// `init --yes` writes the router's WAN address as the endpoint: a private address
+/// that no peer outside can dial. validate and plan say so; a public name does not
+/// warn. CGNAT and a full-tunnel client_allowed_ips warn too.
+#[test]
+fn unreachable_endpoints_and_full_tunnel_clients_are_warned_about() {
+    let warned = |dir: &tempfile::TempDir, needle: &str| {
+        for args in [&["config", "validate"][..], &["plan"]] {
+            let output = sovereign(dir.path(), args);
+            assert!(output.status.success(), "{}", stderr(&output));
+            let text = stdout(&output) + &stderr(&output);
+            assert!(text.contains(needle), "{args:?}: `{needle}` not in\n{text}");
+        }
+    };
+    let dir = config_with(|text| text);
+    warned(&dir, "is a private (RFC 1918) address");
+    let dir = config_with(replace(
+        "endpoint = \"192.168.2.90:51820\"",
+        "endpoint = \"100.72.1.9:51820\"",
+    ));
+    warned(&dir, "carrier-grade NAT");
+    let dir = config_with(|text| {
+        text.replacen(
+            "endpoint = \"192.168.2.90:51820\"",
+            "endpoint = \"vpn.example.org:51820\"",
+            1,
+        )
+        .replacen(
+            "[wireguard]\n",
+            "[wireguard]\nclient_allowed_ips = [\"0.0.0.0/0\"]\n",
+            1,
+        )
+    });
+    warned(&dir, "the client loses its internet");
+    let output = sovereign(dir.path(), &["config", "validate"]);
+    assert!(
+        !stdout(&output).contains("RFC 1918"),
+        "a DNS name is not warned about"
+    );
+}
+
+/// Each number out of range names its own range, not the ports'.
+#[test]
+fn out_of_range_numbers_get_their_own_hint() {
+    for (from, to, hint) in [
+        ("mtu = 1420", "mtu = 70000", "WireGuard's MTU is 1280-1500"),
+        (
+            "persistent_keepalive = 25",
+            "persistent_keepalive = -5",
+            "seconds between keepalives",
+        ),
+    ] {
+        let dir = config_with(replace(from, to));
+        let output = sovereign(dir.path(), &["config", "validate"]);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{err}");
+        assert!(err.contains(hint), "`{hint}` not in\n{err}");
+        assert!(!err.contains("ports are"), "{err}");
+    }
+}
