@@ -843,3 +843,15 @@ fn out_of_range_numbers_get_their_own_hint() {
         assert!(!err.contains("ports are"), "{err}");
     }
 }
+
+/// `lab down` is idempotent: a lab that is not up leaves nothing to remove.
+#[test]
+fn lab_down_on_a_lab_that_is_not_up_succeeds() {
+    if !sovereign_testkit::require("lab_down_idempotent", &["ip"], true) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = sovereign(dir.path(), &["lab", "down", "--name", "neverup"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains("nothing to remove"), "{}", stdout(&output));
+}

@@ -291,7 +291,14 @@ fn nodes_table(lab: &Lab) -> Table {
 fn down(context: &Context, args: NameArgs) -> anyhow::Result<Outcome> {
     let name = lab_name(context, &args)?;
     let started = std::time::Instant::now();
-    let report = sovereign_lab::down(&name)?;
+    // Down is idempotent: a lab that is not up is already where `down` leads.
+    let report = match sovereign_lab::down(&name) {
+        Err(sovereign_lab::LabError::NotUp(_)) => {
+            println!("lab {name} is not up: nothing to remove");
+            return Ok(Outcome::Success);
+        }
+        other => other?,
+    };
     println!(
         "lab {name} is down in {:.2} s: stopped {} processes, removed {} namespaces",
         started.elapsed().as_secs_f64(),
