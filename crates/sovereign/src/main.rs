@@ -15,6 +15,8 @@ use crate::context::{Context, Outcome, UsageError};
 
 fn main() -> ExitCode {
     restore_default_sigpipe();
+    // Read before parsing: a command that fails still owes a `--json` caller JSON.
+    let json = std::env::args().skip(1).any(|arg| arg == "--json");
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let context = Context::new(cli.config.clone());
@@ -36,8 +38,34 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::CheckFailed) => ExitCode::from(1),
-        Err(error) => report(&error),
+        Err(error) => {
+            if json {
+                print_json_error(&error);
+            }
+            report(&error)
+        }
     }
+}
+
+/// `{"ok": false, "errors": [...]}` on stdout for a `--json` command that failed:
+/// config errors with the same fields the text shows (file, line, column, field,
+/// message, hint); any other error as its message and causes.
+fn print_json_error(error: &anyhow::Error) {
+    let errors: Vec<serde_json::Value> = match error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<sovereign_model::ConfigErrors>())
+    {
+        Some(config) => config
+            .0
+            .iter()
+            .map(|e| serde_json::to_value(e).expect("config errors serialise"))
+            .collect(),
+        None => vec![serde_json::json!({
+            "message": error.to_string(),
+            "causes": error.chain().skip(1).map(|c| c.to_string()).collect::<Vec<_>>(),
+        })],
+    };
+    println!("{}", serde_json::json!({ "ok": false, "errors": errors }));
 }
 
 /// Print an error without a backtrace and choose the exit code: 2 for anything the

@@ -853,5 +853,45 @@ fn lab_down_on_a_lab_that_is_not_up_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let output = sovereign(dir.path(), &["lab", "down", "--name", "neverup"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(stdout(&output).contains("nothing to remove"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("nothing to remove"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+/// A `--json` command that fails still prints JSON on stdout, with the fields the
+/// text names, beside the text on stderr.
+#[test]
+fn failing_json_commands_print_json_errors() {
+    let dir = config_with(replace(
+        "address = \"192.168.250.20\"",
+        "address = \"10.9.9.9\"",
+    ));
+    let output = sovereign(dir.path(), &["config", "validate", "--json"]);
+    assert_eq!(output.status.code(), Some(2));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(value["ok"], false);
+    let first = &value["errors"][0];
+    assert_eq!(first["field"], "server.address", "{value}");
+    assert!(
+        first["line"].is_u64() && first["hint"].is_string(),
+        "{value}"
+    );
+    assert!(stderr(&output).contains("server.address"));
+
+    let empty = tempfile::tempdir().unwrap();
+    let output = sovereign(
+        empty.path(),
+        &["--config", "missing.toml", "config", "validate", "--json"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(
+        value["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing.toml"),
+        "{value}"
+    );
 }
