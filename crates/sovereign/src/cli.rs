@@ -41,6 +41,11 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Seconds to wait for the state lock while another sovereign command holds it
+    /// (it says which); then give up with exit 2.
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
+    pub lock_timeout: u64,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
     let json = std::env::args().skip(1).any(|arg| arg == "--json");
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    sovereign_wg::set_lock_timeout(std::time::Duration::from_secs(cli.lock_timeout));
     let context = Context::new(cli.config.clone());
     let result = match cli.command {
         Command::Init(args) => cmd::init::run(&context, args),

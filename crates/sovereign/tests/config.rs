@@ -643,7 +643,8 @@ fn server_render_json_carries_the_same_files_as_the_text_output() {
 /// what to do), never exit 1: binary data, invalid UTF-8, a directory.
 #[test]
 fn a_file_that_is_not_text_or_not_a_file_is_a_usage_error() {
-    let cases: [(&str, &dyn Fn(&Path)); 3] = [
+    type MakeFile = dyn Fn(&Path);
+    let cases: [(&str, &MakeFile); 3] = [
         ("not valid UTF-8", &|p| {
             std::fs::write(p, b"\xff\xfe\x00binary\x80").unwrap()
         }),

@@ -470,3 +470,33 @@ fn verbose_logs_name_what_changed_and_never_a_key() {
         text(&from_env)
     );
 }
+
+/// A held state lock makes the next command say who holds it, then give up after
+/// --lock-timeout with exit 2, changing nothing.
+#[test]
+fn a_held_lock_is_named_and_times_out() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    let lock_path = d.state().join("lock");
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    lock.lock().unwrap();
+    std::fs::write(&lock_path, "PID 4242 (sovereign peer add phone)").unwrap();
+    let before = d.snapshot();
+    let started = std::time::Instant::now();
+    let output = d.run(&["--lock-timeout", "1", "peer", "add", "phone"]);
+    let err = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("waiting for the state lock held by PID 4242 (sovereign peer add phone)"),
+        "{err}"
+    );
+    assert!(err.contains("gave up after 1 s"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(d.snapshot(), before, "nothing changed");
+    drop(lock);
+    // Free again: the next command takes it at once.
+    d.ok(&["peer", "add", "phone"]);
+}

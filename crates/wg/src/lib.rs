@@ -21,4 +21,7 @@ pub use key::{Key, KeyError, RouterSecrets};
 pub use plan::PeerError;
 pub use qr::{PNG_MODULE_PIXELS, QUIET_ZONE, QrError, qr_png, qr_terminal};
 pub use registry::{AddRequest, ClientMaterial, PeerRegistry, RegistryError, Revoked, RouterRekey};
-pub use store::{Changes, FileKind, KeyStore, OsFs, SecretFs, SharedLock, StateLock, StoreError};
+pub use store::{
+    Changes, FileKind, KeyStore, OsFs, SecretFs, SharedLock, StateLock, StoreError,
+    set_lock_timeout,
+};

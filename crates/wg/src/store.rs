@@ -93,6 +93,17 @@ pub enum StoreError {
         dir.display()
     )]
     LockedByThisThread { dir: PathBuf },
+    #[error(
+        "gave up after {seconds} s waiting for the state lock {}, held by {holder}; wait for that \
+         command to finish (or raise --lock-timeout). If no sovereign command is running, the \
+         lock is free again: flock locks end with their process",
+        path.display()
+    )]
+    LockTimeout {
+        path: PathBuf,
+        holder: String,
+        seconds: u64,
+    },
     #[error("{error}; undoing the partial change also failed, so fix these by hand: {}", problems.join("; "))]
     RollbackFailed {
         error: Box<StoreError>,
@@ -113,8 +124,66 @@ impl StoreError {
                 | StoreError::KeyMismatch { .. }
                 | StoreError::RouterKeyLost { .. }
                 | StoreError::RouterKeyMismatch { .. }
+                | StoreError::LockTimeout { .. }
         )
     }
+}
+
+/// How long a command waits for another one's state lock before it gives up
+/// (`--lock-timeout`; 30 s unless the binary sets it).
+static LOCK_TIMEOUT_SECS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(30);
+
+pub fn set_lock_timeout(timeout: std::time::Duration) {
+    LOCK_TIMEOUT_SECS.store(timeout.as_secs(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Take `file`'s flock (`exclusive` or shared), waiting up to the lock timeout.
+/// While it waits it says once who holds the lock (the holder's PID and command,
+/// which an exclusive holder writes into the lock file).
+fn wait_for_lock(file: &File, path: &Path, exclusive: bool) -> Result<(), StoreError> {
+    use std::fs::TryLockError;
+    let try_lock = || {
+        if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        }
+    };
+    let seconds = LOCK_TIMEOUT_SECS.load(std::sync::atomic::Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let mut told = false;
+    loop {
+        match try_lock() {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::Error(e)) => return Err(io_error("lock", path)(e)),
+            Err(TryLockError::WouldBlock) => {}
+        }
+        let holder = std::fs::read_to_string(path)
+            .ok()
+            .map(|text| text.trim().to_string())
+            .filter(|text| !text.is_empty())
+            .unwrap_or_else(|| "another sovereign command".into());
+        if std::time::Instant::now() >= deadline {
+            return Err(StoreError::LockTimeout {
+                path: path.to_path_buf(),
+                holder,
+                seconds,
+            });
+        }
+        if !told {
+            eprintln!("waiting for the state lock held by {holder} (up to {seconds} s)");
+            told = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Who holds an exclusive lock, for the commands that wait on it.
+fn write_holder(mut file: &File) {
+    use std::io::Write as _;
+    let command: Vec<String> = std::env::args().take(3).collect();
+    let _ = file.set_len(0);
+    let _ = write!(file, "PID {} ({})", std::process::id(), command.join(" "));
 }
 
 impl KeyStore {
@@ -292,10 +361,11 @@ impl KeyStore {
         }
         self.create_private_dir(&self.dir)?;
         let file = open_lock_file(&path, true).map_err(io_error("open the lock file", &path))?;
-        file.lock().map_err(io_error("lock", &path))?;
+        wait_for_lock(&file, &path, true)?;
+        write_holder(&file);
         Ok(StateLock {
             store: self,
-            _file: file,
+            file,
             _held: held::Held::new(path, true),
         })
     }
@@ -314,7 +384,7 @@ impl KeyStore {
                 dir: self.dir.clone(),
             });
         }
-        file.lock_shared().map_err(io_error("lock", &path))?;
+        wait_for_lock(&file, &path, false)?;
         Ok(Some(SharedLock {
             _file: file,
             _held: held::Held::new(path, false),
@@ -387,8 +457,16 @@ impl KeyStore {
 /// Held while a command reads, decides and writes; dropping it releases the lock.
 pub struct StateLock<'s> {
     store: &'s KeyStore,
-    _file: File,
+    file: File,
     _held: held::Held,
+}
+
+impl Drop for StateLock<'_> {
+    /// Empty the holder note again (before the flock ends with the file), so a
+    /// finished command leaves the lock file exactly as it found it.
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+    }
 }
 
 /// Held by readers; see [`KeyStore::lock_shared`].
