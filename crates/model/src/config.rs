@@ -545,6 +545,19 @@ macro_rules! file_names {
                 f.write_str(self.name())
             }
         }
+        impl std::str::FromStr for $kind {
+            type Err = String;
+            /// The file's name, in any case; the error lists the choices.
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s.trim().to_ascii_lowercase().as_str() {
+                    $($name => Ok(Self::$variant),)+
+                    _ => Err(format!(
+                        "`{s}` is not one of: {}",
+                        [$($name),+].join(", ")
+                    )),
+                }
+            }
+        }
     )+};
 }
 
@@ -580,6 +593,10 @@ mod file_name_tests {
         }
         for i in [Isolation::DedicatedPort, Isolation::Shared] {
             assert_eq!(i.to_string(), serde_name(i));
+            assert_eq!(i.to_string().parse::<Isolation>(), Ok(i));
         }
+        assert_eq!("OpenWrt".parse::<RouterTarget>(), Ok(RouterTarget::Openwrt));
+        let refused = "pfsense".parse::<RouterTarget>().unwrap_err();
+        assert_eq!(refused, "`pfsense` is not one of: openwrt, linux");
     }
 }

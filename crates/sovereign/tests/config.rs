@@ -896,3 +896,54 @@ fn failing_json_commands_print_json_errors() {
         "{value}"
     );
 }
+
+/// `init` on a terminal checks each answer as it is given and asks again: an
+/// unknown router or platform never silently becomes the default, and a server
+/// address outside the LAN is refused at once, keeping the other answers. Needs
+/// `script` (util-linux) for a pseudo-terminal.
+#[test]
+fn init_asks_again_for_each_invalid_answer() {
+    if !sovereign_testkit::require("init_asks_again", &["script"], false) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let answers = "vpn.example.org:51820\npfsense\nlinux\n\n10.9.9.9\n\n\nwindows\nlinux\n";
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} init", env!("CARGO_BIN_EXE_sovereign")),
+            "/dev/null",
+        ])
+        .current_dir(dir.path())
+        .env_remove("SOVEREIGN_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answers.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let shown = stdout(&output);
+    assert!(output.status.success(), "{shown}");
+    for said in [
+        "`pfsense` is not one of: openwrt, linux; try again",
+        "10.9.9.9 is not in the LAN 192.168.250.0/24; try again",
+        "`windows` is not one of: macos, linux; try again",
+    ] {
+        assert!(shown.contains(said), "`{said}` not in\n{shown}");
+    }
+    let text = std::fs::read_to_string(dir.path().join("sovereign.toml")).unwrap();
+    for line in [
+        "target = \"linux\"",
+        "platform = \"linux\"",
+        "endpoint = \"vpn.example.org:51820\"",
+        "address = \"192.168.250.20\"",
+    ] {
+        assert!(text.contains(line), "`{line}` not in\n{text}");
+    }
+}

@@ -74,7 +74,9 @@ pub fn run(context: &Context, args: InitArgs) -> anyhow::Result<Outcome> {
         from_flags(&args)
     };
     let text = sovereign_model::render_template(&options);
-    if let Err(errors) = sovereign_model::parse(&text, path) {
+    // Errors name the file init would have written, which does not exist.
+    let unwritten = std::path::PathBuf::from(format!("{} (not written)", path.display()));
+    if let Err(errors) = sovereign_model::parse(&text, &unwritten) {
         return Err(usage(format!(
             "these choices do not make a valid deployment, so nothing was written:\n{errors}"
         )));
@@ -112,7 +114,9 @@ fn from_flags(args: &InitArgs) -> InitOptions {
     }
 }
 
-/// Ask for each choice not given as a flag, offering the default.
+/// Ask for each choice not given as a flag, offering the default. Each answer is
+/// checked as it is given, and asked again until it is valid, so no answer is
+/// lost to a mistake in a later one.
 fn ask(args: &InitArgs) -> anyhow::Result<InitOptions> {
     let mut o = from_flags(args);
     let stdin = std::io::stdin();
@@ -122,46 +126,75 @@ fn ask(args: &InitArgs) -> anyhow::Result<InitOptions> {
             &mut input,
             "Public endpoint peers dial (host:port)",
             o.endpoint,
+            any,
         )?;
     }
     if args.router.is_none() {
-        let answer: String = prompt(&mut input, "Router (openwrt|linux)", "openwrt".to_string())?;
-        o.router = if answer.eq_ignore_ascii_case("linux") {
-            RouterTarget::Linux
-        } else {
-            RouterTarget::Openwrt
-        };
+        o.router = prompt(&mut input, "Router (openwrt|linux)", o.router, any)?;
     }
     if args.lan.is_none() {
-        o.lan = prompt(&mut input, "LAN subnet", o.lan)?.trunc();
+        o.lan = prompt(&mut input, "LAN subnet", o.lan, any)?.trunc();
         if args.server_ip.is_none() {
             o.server_ip = Ipv4Addr::from(u32::from(o.lan.network()) + 20);
         }
     }
     if args.server_ip.is_none() {
-        o.server_ip = prompt(&mut input, "AI server address", o.server_ip)?;
+        let lan = o.lan;
+        o.server_ip = prompt(&mut input, "AI server address", o.server_ip, |ip| {
+            server_address_problem(lan, *ip)
+        })?;
     }
     if args.vpn.is_none() {
-        o.vpn = prompt(&mut input, "VPN subnet", o.vpn)?.trunc();
+        let lan = o.lan;
+        o.vpn = prompt(&mut input, "VPN subnet", o.vpn, |vpn: &Ipv4Net| {
+            if vpn.contains(&lan.network()) || lan.contains(&vpn.network()) {
+                Err(format!(
+                    "{vpn} overlaps the LAN {lan}; pick a separate range such as 10.10.10.0/24"
+                ))
+            } else {
+                Ok(())
+            }
+        })?
+        .trunc();
     }
     if args.platform.is_none() {
-        let answer: String = prompt(
+        o.platform = prompt(
             &mut input,
             "AI server platform (macos|linux)",
-            "macos".to_string(),
+            o.platform,
+            any,
         )?;
-        o.platform = if answer.eq_ignore_ascii_case("linux") {
-            Platform::Linux
-        } else {
-            Platform::Macos
-        };
     }
     Ok(o)
 }
 
-fn prompt<T>(input: &mut impl BufRead, question: &str, default: T) -> anyhow::Result<T>
+/// Every answer that parses will do.
+fn any<T>(_: &T) -> Result<(), String> {
+    Ok(())
+}
+
+/// Why `ip` cannot be the AI server in `lan` (as `validate` would say), or `Ok`.
+fn server_address_problem(lan: Ipv4Net, ip: Ipv4Addr) -> Result<(), String> {
+    let router = Ipv4Addr::from(u32::from(lan.network()) + 1);
+    if !lan.contains(&ip) {
+        Err(format!("{ip} is not in the LAN {lan}"))
+    } else if ip == lan.network() || ip == lan.broadcast() {
+        Err(format!("{ip} is the LAN's network or broadcast address"))
+    } else if ip == router {
+        Err(format!("{ip} is the router's own address"))
+    } else {
+        Ok(())
+    }
+}
+
+fn prompt<T>(
+    input: &mut impl BufRead,
+    question: &str,
+    default: T,
+    check: impl Fn(&T) -> Result<(), String>,
+) -> anyhow::Result<T>
 where
-    T: std::str::FromStr + std::fmt::Display,
+    T: std::str::FromStr + std::fmt::Display + Clone,
     T::Err: std::fmt::Display,
 {
     loop {
@@ -169,13 +202,17 @@ where
         std::io::stdout().flush()?;
         let mut line = String::new();
         if input.read_line(&mut line)? == 0 {
-            return Err(usage("input ended before init finished asking"));
+            return Err(usage(
+                "input ended before init finished asking; nothing was written",
+            ));
         }
         let answer = line.trim();
-        if answer.is_empty() {
-            return Ok(default);
-        }
-        match answer.parse() {
+        let value = if answer.is_empty() {
+            Ok(default.clone())
+        } else {
+            answer.parse().map_err(|e: T::Err| e.to_string())
+        };
+        match value.and_then(|v| check(&v).map(|()| v)) {
             Ok(value) => return Ok(value),
             Err(error) => println!("  {error}; try again"),
         }
