@@ -500,3 +500,28 @@ fn a_held_lock_is_named_and_times_out() {
     // Free again: the next command takes it at once.
     d.ok(&["peer", "add", "phone"]);
 }
+
+/// A symlinked sovereign.toml is followed by every command: `peer add` edits the
+/// file it points to and the link stays a link.
+#[test]
+fn a_symlinked_deployment_file_is_followed() {
+    let d = Deployment::new(CONFIG);
+    let real = d.dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::rename(d.config(), real.join("sovereign.toml")).unwrap();
+    std::os::unix::fs::symlink("real/sovereign.toml", d.config()).unwrap();
+    d.ok(&["peer", "add", "laptop"]);
+    assert!(
+        std::fs::symlink_metadata(d.config())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let text = std::fs::read_to_string(real.join("sovereign.toml")).unwrap();
+    assert!(text.contains("name = \"laptop\""), "{text}");
+    assert!(d.ok(&["peer", "list"]).contains("laptop"));
+    assert!(
+        d.state().join("peers").exists(),
+        "the state dir stays beside the link"
+    );
+}

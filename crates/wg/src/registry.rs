@@ -391,7 +391,15 @@ impl PeerRegistry {
             KeyChange::Put(key) => changes.put_peer_preshared_key(name, key),
             KeyChange::Remove => changes.remove_peer_preshared_key(name),
         }
-        changes.replace_config(&self.config, new_text);
+        // A symlinked sovereign.toml is edited where it points, so the link stays a
+        // link (a rename onto the link's path would replace it with a copy).
+        let target = match std::fs::symlink_metadata(&self.config) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                std::fs::canonicalize(&self.config).unwrap_or_else(|_| self.config.clone())
+            }
+            _ => self.config.clone(),
+        };
+        changes.replace_config(&target, new_text);
         lock.commit(changes)?;
         Ok(Some(edit))
     }
