@@ -451,6 +451,7 @@ impl<'a> SystemLaunchd<'a> {
             plan,
             manifest,
             notes,
+            uninspected: Vec::new(),
         })
     }
 

@@ -25,11 +25,19 @@ use crate::render::MANAGED_MARKER;
 pub struct Systemd<'a> {
     runner: &'a dyn CommandRunner,
     fs: &'a dyn Filesystem,
+    /// The units that could not be inspected because systemd is not running (a
+    /// container, a chroot), and systemctl's reason: the plan then assumes they do
+    /// not exist, and says so.
+    uninspected: std::cell::RefCell<(std::collections::BTreeSet<String>, String)>,
 }
 
 impl<'a> Systemd<'a> {
     pub fn new(runner: &'a dyn CommandRunner, fs: &'a dyn Filesystem) -> Systemd<'a> {
-        Systemd { runner, fs }
+        Systemd {
+            runner,
+            fs,
+            uninspected: Default::default(),
+        }
     }
 
     pub fn find_ollama(&self, explicit: Option<&Path>) -> Result<PathBuf, Error> {
@@ -48,6 +56,18 @@ impl<'a> Systemd<'a> {
             ],
         );
         let output = self.runner.run(&command)?;
+        if !output.success() && systemd_unavailable(&output.stderr) {
+            let mut uninspected = self.uninspected.borrow_mut();
+            uninspected.0.insert(unit.to_string());
+            uninspected.1 = output
+                .stderr
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            return Ok(BTreeMap::from([("LoadState".into(), "not-found".into())]));
+        }
         if !output.success() {
             return Err(Error::CommandFailed {
                 command: command.to_string(),
@@ -104,6 +124,19 @@ impl<'a> Systemd<'a> {
             state: format!("{} ({})", get("ActiveState"), get("SubState")),
             environment,
         })
+    }
+
+    /// One line for what could not be inspected, if anything.
+    fn uninspected_summary(&self) -> Vec<String> {
+        let (units, reason) = self.uninspected.take();
+        if units.is_empty() {
+            return Vec::new();
+        }
+        let units: Vec<String> = units.into_iter().collect();
+        vec![format!(
+            "{}: systemd is not running here (systemctl: {reason}), so the plan assumes they do not exist",
+            units.join(" and ")
+        )]
     }
 
     pub fn listeners(&self, port: u16) -> Result<Vec<Listener>, Error> {
@@ -282,6 +315,7 @@ impl<'a> Systemd<'a> {
             conflicts,
             plan,
             manifest,
+            uninspected: self.uninspected_summary(),
             notes: vec![format!(
                 "The service waits up to {}s at boot for {} to be assigned, then restarts every \
                  3s until it is; pin the address (`sovereign server static-ip`) so it always is.",
@@ -397,4 +431,11 @@ impl<'a> Systemd<'a> {
         }
         Ok(Command::new("journalctl", args))
     }
+}
+
+/// systemctl's answer when there is no systemd to talk to (PID 1 is something
+/// else, or its bus is down), as opposed to a failure of systemd itself.
+fn systemd_unavailable(stderr: &str) -> bool {
+    stderr.contains("System has not been booted with systemd")
+        || stderr.contains("Failed to connect to bus")
 }

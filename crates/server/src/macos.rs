@@ -335,6 +335,7 @@ impl<'a> Launchd<'a> {
             plan,
             manifest,
             notes: login_notes(),
+            uninspected: Vec::new(),
         })
     }
 

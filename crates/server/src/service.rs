@@ -88,6 +88,9 @@ pub struct InstallPlan {
     pub manifest: InstallManifest,
     /// Advice printed after installing (logins, sleep, firewall prompts).
     pub notes: Vec<String>,
+    /// What could not be inspected on this machine (systemd not running): a dry run
+    /// shows the plan anyway and lists these; a real install refuses.
+    pub uninspected: Vec<String>,
 }
 
 impl InstallPlan {

@@ -423,3 +423,41 @@ fn reachable() -> ApiStatus {
         ..ApiStatus::default()
     }
 }
+
+/// Without a running systemd (a container, a chroot) the plan is still made,
+/// assuming no unit exists, and says what it could not inspect; with systemd the
+/// list is empty.
+#[test]
+fn without_systemd_the_plan_says_what_it_could_not_inspect() {
+    let root = tempfile::tempdir().unwrap();
+    fake_executable(root.path(), "/usr/local/bin/ollama");
+    let fs = RootedFs::under(root.path());
+    let runner = ScriptedRunner::new();
+    let down = "System has not been booted with systemd as init system (PID 1). Can't operate.\n\
+                Failed to connect to bus: Host is down\n";
+    for unit in ["ollama.service", "sovereign-ollama.service"] {
+        runner.on(&show(unit), 1, "", down);
+    }
+    runner.on("ss -Hltnp", 0, "", "");
+    runner.on("id -u ollama", 1, "", "id: 'ollama': no such user\n");
+    let install = Systemd::new(&runner, &fs)
+        .install_plan(&spec(), None, &state_dir())
+        .unwrap();
+    assert_eq!(install.manifest.kind, InstallKind::SystemdUnit);
+    assert_eq!(install.uninspected.len(), 1, "{:?}", install.uninspected);
+    let note = &install.uninspected[0];
+    assert!(
+        note.contains("ollama.service and sovereign-ollama.service"),
+        "{note}"
+    );
+    assert!(note.contains("systemd is not running here"), "{note}");
+    assert!(install.plan.describe().contains("systemctl daemon-reload"));
+
+    // Any other systemctl failure is still an error, never assumed away.
+    let runner = ScriptedRunner::new();
+    runner.on(&show("ollama.service"), 1, "", "Access denied\n");
+    let error = Systemd::new(&runner, &fs)
+        .install_plan(&spec(), None, &state_dir())
+        .unwrap_err();
+    assert!(error.to_string().contains("Access denied"), "{error}");
+}

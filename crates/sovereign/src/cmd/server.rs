@@ -498,6 +498,9 @@ fn install(context: &Context, args: InstallArgs) -> anyhow::Result<Outcome> {
         for note in &install.notes {
             println!("note: {note}");
         }
+        for what in &install.uninspected {
+            println!("note: could not inspect {what}");
+        }
         if install.blocked() {
             println!(
                 "\nInstall would stop before these steps until the conflicts above are resolved."
@@ -509,6 +512,12 @@ fn install(context: &Context, args: InstallArgs) -> anyhow::Result<Outcome> {
     if install.blocked() {
         eprintln!("\nNothing was changed. Resolve the conflicts above, then run install again.");
         return Ok(Outcome::CheckFailed);
+    }
+    if let Some(what) = install.uninspected.first() {
+        return Err(anyhow::anyhow!(
+            "cannot install here, nothing was changed: could not inspect {what}. Run install on \
+             the AI server itself, where systemd runs"
+        ));
     }
     let execution = sovereign_server::execute(&install.plan, &runner, &fs);
     if daemon {
