@@ -166,10 +166,19 @@ pub fn opencode_values(target: &ToolTarget) -> Vec<(Vec<String>, Value)> {
         "options": { "baseURL": target.openai_url },
         "models": models,
     });
-    vec![(
+    let mut values = vec![(
         vec!["provider".to_string(), PROVIDER_ID.to_string()],
         provider,
-    )]
+    )];
+    // Without a top-level model OpenCode picks one itself (the last one its state
+    // remembers), which need not be the one setup announced.
+    if let Some(model) = &target.model {
+        values.push((
+            vec!["model".to_string()],
+            Value::String(format!("{PROVIDER_ID}/{model}")),
+        ));
+    }
+    values
 }
 
 /// Set `values` in a JSON(C) document, keeping everything else as the user wrote it.
@@ -561,6 +570,32 @@ mod tests {
             merged
                 .text
                 .contains("\"baseURL\": \"http://192.168.250.20:11434/v1\"")
+        );
+        assert!(
+            merged
+                .text
+                .contains(&format!("\"model\": \"{PROVIDER_ID}/qwen3-coder:30b\"")),
+            "{}",
+            merged.text
+        );
+    }
+
+    /// The user's own default model comes back on uninstall.
+    #[test]
+    fn opencode_default_model_is_recorded_and_restored() {
+        let user = "{\n  \"model\": \"anthropic/claude-sonnet\"\n}\n";
+        let p = Path::new("o.json");
+        let values = opencode_values(&target(Some("qwen3-coder:30b")));
+        let merged = merge_json(Some(user), p, &[], &values).unwrap();
+        assert!(
+            merged
+                .text
+                .contains(&format!("\"{PROVIDER_ID}/qwen3-coder:30b\""))
+        );
+        let back = unmerge_json(&merged.text, p, &merged.edits, &merged.created_objects).unwrap();
+        assert!(
+            back.contains("\"model\": \"anthropic/claude-sonnet\""),
+            "{back}"
         );
     }
 
