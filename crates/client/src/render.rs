@@ -23,6 +23,19 @@ pub struct ClientEnv {
     pub anthropic_url: String,
     /// Aider's settings, present only when Aider is configured.
     pub aider: Option<AiderEnv>,
+    /// Export the OpenAI and Anthropic variables in every shell (`--global-env`),
+    /// instead of only where `sovereign_shell` is run.
+    pub global: bool,
+}
+
+/// The shell function that turns on the OpenAI and Anthropic variables for one shell.
+pub const SESSION_FUNCTION: &str = "sovereign_shell";
+
+/// Whether `name` would stand in for a real cloud key or endpoint in every program
+/// that reads it (the OpenAI and Anthropic SDKs and CLIs): those are scoped to
+/// [`SESSION_FUNCTION`] unless the user asks for them everywhere.
+fn is_session_variable(name: &str) -> bool {
+    name.starts_with("OPENAI_") || name.starts_with("ANTHROPIC_")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,30 +115,61 @@ impl ClientEnv {
 
 /// The env file for POSIX shells (bash, zsh, sh).
 pub fn render_env_sh(env: &ClientEnv) -> String {
-    render_env(env, |name, value| {
-        format!("export {name}={}\n", quote_sh(value))
-    })
+    render_env(
+        env,
+        |name, value| format!("export {name}={}\n", quote_sh(value)),
+        (&format!("{SESSION_FUNCTION}() {{\n"), "}\n"),
+    )
 }
 
 /// The env file for fish.
 pub fn render_env_fish(env: &ClientEnv) -> String {
-    render_env(env, |name, value| {
-        format!("set -gx {name} {}\n", quote_fish(value))
-    })
+    render_env(
+        env,
+        |name, value| format!("set -gx {name} {}\n", quote_fish(value)),
+        (&format!("function {SESSION_FUNCTION}\n"), "end\n"),
+    )
 }
 
-fn render_env(env: &ClientEnv, line: impl Fn(&str, &str) -> String) -> String {
+/// The file: the variables every shell may have, then a function that sets the
+/// OpenAI and Anthropic ones for the shell that runs it (at the top level too when
+/// `env.global`).
+fn render_env(
+    env: &ClientEnv,
+    line: impl Fn(&str, &str) -> String,
+    function: (&str, &str),
+) -> String {
     let mut out = format!(
         "# Written by `sovereign client setup` for peer {}; `sovereign client uninstall` removes it.\n\
          # The AI server is reached through the WireGuard tunnel `{}`.\n",
         env.peer, env.interface
     );
-    for (name, value, comment) in env.variables() {
-        if let Some(comment) = comment {
-            out.push_str(&format!("# {comment}\n"));
+    let (session, everywhere): (Vec<_>, Vec<_>) = env
+        .variables()
+        .into_iter()
+        .partition(|(name, _, _)| is_session_variable(name));
+    let lines = |vars: &[(&str, String, Option<&str>)], indent: &str| -> String {
+        let mut text = String::new();
+        for (name, value, comment) in vars {
+            if let Some(comment) = comment {
+                text.push_str(&format!("{indent}# {comment}\n"));
+            }
+            text.push_str(&format!("{indent}{}", line(name, value)));
         }
-        out.push_str(&line(name, &value));
+        text
+    };
+    out.push_str(&lines(&everywhere, ""));
+    if env.global {
+        out.push_str("# Exported in every shell (client setup --global-env).\n");
+        out.push_str(&lines(&session, ""));
     }
+    out.push_str(&format!(
+        "# The OpenAI and Anthropic variables replace your real cloud keys and endpoints in\n\
+         # every program that reads them, so they are set only where you run `{SESSION_FUNCTION}`.\n"
+    ));
+    out.push_str(function.0);
+    out.push_str(&lines(&session, "\t"));
+    out.push_str(function.1);
     out
 }
 
@@ -260,6 +304,7 @@ mod tests {
             aider: aider_model.map(|m| AiderEnv {
                 model: Some(m.into()),
             }),
+            global: false,
         }
     }
 
@@ -284,6 +329,47 @@ mod tests {
         assert!(text.contains("export ANTHROPIC_BASE_URL='http://192.168.250.20:11434'\n"));
         assert!(text.contains("export OPENAI_BASE_URL='http://192.168.250.20:11434/v1'\n"));
         assert!(text.contains("export ANTHROPIC_API_KEY=''\n"));
+    }
+
+    /// Sourced in a real shell: the Ollama variables are set, the OpenAI and
+    /// Anthropic ones only after `sovereign_shell` (or everywhere with global).
+    #[test]
+    fn cloud_keys_are_scoped_to_sovereign_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("env");
+        let run = |env: &ClientEnv, then: &str| {
+            std::fs::write(&file, render_env_sh(env)).unwrap();
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    ". {}; {then} echo \"$OLLAMA_HOST|${{OPENAI_API_KEY-unset}}|${{ANTHROPIC_BASE_URL-unset}}\"",
+                    file.display()
+                ))
+                .env_remove("OPENAI_API_KEY")
+                .env_remove("ANTHROPIC_BASE_URL")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        };
+        let env = sample_env(None);
+        assert_eq!(run(&env, ""), "http://192.168.250.20:11434|unset|unset");
+        assert_eq!(
+            run(&env, &format!("{SESSION_FUNCTION};")),
+            "http://192.168.250.20:11434|ollama|http://192.168.250.20:11434"
+        );
+        let global = ClientEnv {
+            global: true,
+            ..env
+        };
+        assert_eq!(
+            run(&global, ""),
+            "http://192.168.250.20:11434|ollama|http://192.168.250.20:11434"
+        );
     }
 
     #[test]

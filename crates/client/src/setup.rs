@@ -39,6 +39,9 @@ pub struct SetupOptions {
     pub private_key: Option<Key>,
     /// Start the tunnel (Linux).
     pub up: bool,
+    /// Export the OpenAI and Anthropic variables in every shell, not only where
+    /// `sovereign_shell` runs.
+    pub global_env: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,6 +143,7 @@ pub fn setup(
         aider: options.tools.contains(&Tool::Aider).then(|| AiderEnv {
             model: model.clone(),
         }),
+        global: options.global_env,
     };
     let target = ToolTarget {
         openai_url: bundle.api.openai.clone(),

@@ -133,6 +133,7 @@ fn options(shell: Option<Shell>, tools: &[Tool]) -> SetupOptions {
         probe_models: true,
         private_key: None,
         up: false,
+        global_env: false,
     }
 }
 

@@ -91,6 +91,10 @@ pub struct SetupArgs {
     /// Start the tunnel now (Linux: systemctl enable --now wg-quick@IF, or wg-quick up with --wg-dir).
     #[arg(long)]
     pub up: bool,
+    /// Export OPENAI_* and ANTHROPIC_* in every shell. Without it they are set only in
+    /// a shell where you run `sovereign_shell`, so your real cloud keys keep working.
+    #[arg(long)]
+    pub global_env: bool,
     /// Show what would be written; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -188,6 +192,7 @@ fn setup(args: SetupArgs) -> anyhow::Result<Outcome> {
         probe_models: !args.offline,
         private_key,
         up: args.up,
+        global_env: args.global_env,
     };
     let report = sovereign_client::setup(
         &bundle,
