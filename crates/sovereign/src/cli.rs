@@ -76,6 +76,6 @@ pub enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Print shell completions.
     Completions(cmd::docs::CompletionsArgs),
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write one page per command with --out DIR.
+    Man(cmd::docs::ManArgs),
 }

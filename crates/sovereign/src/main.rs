@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         Command::Lab(args) => cmd::lab::run(&context, args),
         Command::Demo(args) => cmd::demo::run(&context, args),
         Command::Completions(args) => cmd::docs::completions(args),
-        Command::Man => cmd::docs::man(),
+        Command::Man(args) => cmd::docs::man(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

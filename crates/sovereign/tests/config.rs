@@ -947,3 +947,33 @@ fn init_asks_again_for_each_invalid_answer() {
         assert!(text.contains(line), "`{line}` not in\n{text}");
     }
 }
+
+/// Every page the man page names (`sovereign-init(1)` ...) is one that
+/// `sovereign man --out DIR` writes, for every command and subcommand.
+#[test]
+fn every_man_page_named_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sovereign(dir.path(), &["man", "--out", "man1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pages = dir.path().join("man1");
+    let mut named = 0;
+    for page in std::fs::read_dir(&pages).unwrap() {
+        let text = std::fs::read_to_string(page.unwrap().path())
+            .unwrap()
+            .replace("\\-", "-");
+        for reference in text
+            .split_whitespace()
+            .filter(|w| w.starts_with("sovereign-") && w.ends_with("(1)"))
+        {
+            let file = format!("{}.1", reference.trim_end_matches("(1)"));
+            assert!(
+                pages.join(&file).exists(),
+                "{reference} is named but {file} was not written"
+            );
+            named += 1;
+        }
+    }
+    assert!(named >= 10, "only {named} references checked");
+    let overview = sovereign(dir.path(), &["man"]);
+    assert!(stdout(&overview).contains("sovereign\\-init(1)"));
+}
