@@ -41,6 +41,7 @@ pub enum ClientCommand {
     Setup(SetupArgs),
     /// Tunnel up? Last handshake? Server reachable? Exit 1 when the server does not answer.
     Status {
+        /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -51,8 +52,10 @@ pub enum ClientCommand {
     /// Remove exactly what setup added (per its manifest) and restore the profiles.
     Uninstall {
         /// Show what would be removed or restored; change nothing.
+        /// Show what would be removed; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -101,6 +104,7 @@ pub struct SetupArgs {
     /// Print the tunnel config, private key included (it is never printed otherwise).
     #[arg(long)]
     pub show_private_key: bool,
+    /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -121,6 +125,7 @@ pub struct TestArgs {
     /// Budget for one request, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub timeout: u64,
+    /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]

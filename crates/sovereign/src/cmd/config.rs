@@ -13,11 +13,13 @@ pub struct ConfigArgs {
 pub enum ConfigCommand {
     /// Check the file; errors name the file, line and field. Exit 2 when invalid.
     Validate {
+        /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
         #[arg(long)]
         json: bool,
     },
     /// Print the effective configuration, defaults included.
     Show {
+        /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
         #[arg(long)]
         json: bool,
     },

@@ -90,6 +90,7 @@ pub struct UpArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub name: NameArgs,
+    /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
     #[arg(long)]
     pub json: bool,
 }
@@ -98,6 +99,7 @@ pub struct StatusArgs {
 pub struct ProbeArgs {
     #[command(flatten)]
     pub name: NameArgs,
+    /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
     #[arg(long)]
     pub json: bool,
     /// Skip the control run (ruleset flushed, every probe must open).
@@ -109,6 +111,7 @@ pub struct ProbeArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     pub name: NameArgs,
+    /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
     #[arg(long)]
     pub json: bool,
     /// Samples per latency metric.

@@ -46,6 +46,7 @@ pub enum PeerCommand {
         after_help = "Examples:\n  sovereign peer list\n  sovereign peer list --json | jq -r '.[].name'"
     )]
     List {
+        /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
         #[arg(long)]
         json: bool,
     },
@@ -71,7 +72,10 @@ pub enum PeerCommand {
     #[command(
         after_help = "Examples:\n  sovereign peer revoke phone\n  sovereign router apply   # the router drops it"
     )]
-    Revoke { name: String },
+    Revoke {
+        /// The peer to revoke (its name stays retired).
+        name: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +96,7 @@ pub struct AddArgs {
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("form").args(["conf", "qr", "png"]))]
 pub struct ShowArgs {
+    /// The peer's name, as `peer list` shows it.
     pub name: String,
     /// The wg-quick client config, private key included.
     #[arg(long)]
@@ -115,6 +120,7 @@ pub struct ShowArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
+    /// The peer's name, as `peer list` shows it.
     pub name: String,
     /// Where to write the bundle [default: ./NAME.peer.json].
     #[arg(long, value_name = "FILE")]
@@ -126,6 +132,7 @@ pub struct ExportArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RotateArgs {
+    /// The peer's name, as `peer list` shows it.
     pub name: String,
     /// For a peer whose device generates its keys: the device's new public key.
     #[arg(long, value_name = "KEY")]

@@ -56,6 +56,7 @@ pub struct ApplyArgs {
 pub struct AuditArgs {
     #[command(flatten)]
     pub ssh: SshArgs,
+    /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
     #[arg(long)]
     pub json: bool,
 }
@@ -64,6 +65,7 @@ pub struct AuditArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub ssh: SshArgs,
+    /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
     #[arg(long)]
     pub json: bool,
 }

@@ -128,6 +128,7 @@ pub struct DryRunArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
     #[arg(long)]
     pub json: bool,
     /// Ask this API URL instead of http://<server.address>:<server.api_port>.
@@ -163,6 +164,7 @@ pub struct StaticIpArgs {
     /// macOS: the network service to configure (default: the first wired one).
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
+    /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
     #[arg(long)]
     pub json: bool,
 }
