@@ -468,3 +468,22 @@ fn audit_reports_a_server_port_that_went_back_into_the_bridge() {
         drift[0].detail
     );
 }
+
+/// A router whose LAN is not the one sovereign.toml describes (a stock OpenWrt's
+/// 192.168.1.0/24, here 10.0.0.0/24) is refused before any change, naming both.
+#[test]
+fn a_router_on_another_lan_is_refused() {
+    let Some(router) = Router::new("openwrt_real_uci", "lan_10") else {
+        return;
+    };
+    let before = router.files();
+    let error = apply(&router.fake, &config_of(&dedicated("lan4")), &options()).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(error, ApplyError::ValidationFailed { .. }),
+        "{text}"
+    );
+    assert!(text.contains("LAN address is 10.0.0.1/24"), "{text}");
+    assert!(text.contains("192.168.250.1/24"), "{text}");
+    assert_eq!(router.files(), before);
+}

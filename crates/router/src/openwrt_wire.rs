@@ -45,10 +45,16 @@ pub fn wire_script(d: &Deployment) -> String {
          MODE={mode}\n\
          PORT={port}\n\
          LAN_DEVICE={lan}\n\
+         LAN_ADDRESS={lan_address}\n\
          SERVER_NET={SERVER_NETWORK}\n\
          {BODY}",
         port = quote(&d.server.router_port),
         lan = quote(&d.lan.interface),
+        lan_address = quote(&format!(
+            "{}/{}",
+            d.lan.router_address,
+            d.lan.subnet.prefix_len()
+        )),
     )
 }
 
@@ -91,9 +97,31 @@ own_vlan() {
 	return 0
 }
 
+# A dotted netmask's prefix length (255.255.255.0 -> 24).
+mask_bits() {
+	n=0
+	for o in $(echo "$1" | tr . ' '); do
+		case $o in 255) n=$((n + 8)) ;; 254) n=$((n + 7)) ;; 252) n=$((n + 6)) ;; 248) n=$((n + 5)) ;;
+		240) n=$((n + 4)) ;; 224) n=$((n + 3)) ;; 192) n=$((n + 2)) ;; 128) n=$((n + 1)) ;; esac
+	done
+	echo "$n"
+}
+
+# The router's LAN address as ADDRESS/PREFIX (ipaddr in CIDR form or with netmask).
+router_lan() {
+	ip=$(uci -q get network.lan.ipaddr) || return 0
+	ip=${ip%% *}
+	case $ip in
+	*/*) echo "$ip" ;;
+	*) echo "$ip/$(mask_bits "$(uci -q get network.lan.netmask || echo 255.255.255.0)")" ;;
+	esac
+}
+
 lookup() {
 	lan_dev=$(uci -q get network.lan.device) || die "network.lan has no device option, so the LAN bridge cannot be found"
 	[ "$lan_dev" = "$LAN_DEVICE" ] || die "the LAN bridge is '$lan_dev' (network.lan.device), but sovereign.toml says lan.interface = '$LAN_DEVICE'; set lan.interface = \"$lan_dev\" and render again"
+	have=$(router_lan)
+	[ -z "$have" ] || [ "$have" = "$LAN_ADDRESS" ] || die "the router's LAN address is $have (network.lan), but sovereign.toml has $LAN_ADDRESS (lan.router_address and lan.subnet); set them to the router's (a stock OpenWrt has 192.168.1.1 in 192.168.1.0/24) and render again, or change the router's LAN first"
 	br=$(bridge_section "$lan_dev")
 	[ -n "$br" ] || die "no config device section is named '$lan_dev' (the device of network.lan), so the bridge's ports cannot be read"
 	ports=$(uci -q get network."$br".ports)
@@ -180,6 +208,14 @@ pub fn wire_lines(d: &Deployment, network: &Package) -> Result<Vec<String>, Stri
             d.lan.interface
         ));
     }
+    if let Some(have) = router_lan(network) {
+        let want = format!("{}/{}", d.lan.router_address, d.lan.subnet.prefix_len());
+        if have != want {
+            return Err(format!(
+                "the router's LAN address is {have} (network.lan), but sovereign.toml has {want}"
+            ));
+        }
+    }
     let (index, bridge) = network
         .sections_of("device")
         .enumerate()
@@ -250,6 +286,22 @@ pub fn miswiring(d: &Deployment, network: &Package) -> Option<String> {
             ),
         },
     )
+}
+
+/// The router's LAN address as `ADDRESS/PREFIX` (from `ipaddr`, in CIDR form or
+/// with `netmask`), as the script's `router_lan` reads it.
+fn router_lan(network: &Package) -> Option<String> {
+    let lan = network.section("lan")?;
+    let ip = lan.get_str("ipaddr")?.split_whitespace().next()?;
+    if ip.contains('/') {
+        return Some(ip.to_string());
+    }
+    let mask: std::net::Ipv4Addr = lan
+        .get_str("netmask")
+        .unwrap_or("255.255.255.0")
+        .parse()
+        .ok()?;
+    Some(format!("{ip}/{}", u32::from(mask).leading_ones()))
 }
 
 fn lan_device(network: &Package) -> Result<&str, String> {
