@@ -296,7 +296,12 @@ impl Fw4 {
     /// `tests/mocks` (the helper definitions, /proc/version, ...).
     pub fn print(&self, mocks: &Path) -> Result<Fw4Output, String> {
         let search = json_array(&[mocks, &self.tree.join("tests/mocks")]);
-        let script = "{%\ninclude(\"./root/usr/share/firewall4/main.uc\", {\n\tgetenv: function(name) { return name == \"ACTION\" ? \"print\" : null; }\n})\n%}\n";
+        // `include` resolves against the including file, so the path is absolute.
+        let main = json_array(&[&self.tree.join("root/usr/share/firewall4/main.uc")]);
+        let main = main.trim_start_matches('[').trim_end_matches(']');
+        let script = format!(
+            "{{%\ninclude({main}, {{\n\tgetenv: function(name) {{ return name == \"ACTION\" ? \"print\" : null; }}\n}})\n%}}\n"
+        );
         let script_path = mocks.join("print.uc");
         std::fs::write(&script_path, script)
             .map_err(|e| format!("{}: {e}", script_path.display()))?;
