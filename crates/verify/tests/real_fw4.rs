@@ -85,6 +85,9 @@ struct Tally {
     /// Configs whose real fw4 output nft refuses and which the model reports as an
     /// error: agreement.
     refused_and_model_errors: Vec<String>,
+    /// Time spent (summed over threads): the model, real fw4 with nft, the verifier
+    /// on the real ruleset.
+    seconds: [f64; 3],
     fw4_warnings: BTreeMap<String, usize>,
     mock_notes: BTreeMap<String, usize>,
     /// Lints on the real ruleset's report that the model's report lacks (code,
@@ -163,9 +166,19 @@ fn compare_with(
     config: &Config,
     real_config: &Config,
 ) {
+    let clock = Instant::now();
     let model = verify_openwrt_config(d, config).unwrap();
+    let model_seconds = clock.elapsed().as_secs_f64();
     let (firewall, network) = packages(real_config);
-    let real = match real_fw4(fw4, &firewall, &network) {
+    let clock = Instant::now();
+    let real = real_fw4(fw4, &firewall, &network);
+    let real_seconds = clock.elapsed().as_secs_f64();
+    {
+        let mut t = tally.lock().unwrap();
+        t.seconds[0] += model_seconds;
+        t.seconds[1] += real_seconds;
+    }
+    let real = match real {
         Ok(real) => real,
         Err(e) => {
             let mut t = tally.lock().unwrap();
@@ -214,8 +227,10 @@ fn compare_with(
         )
         .unwrap();
     }
+    let clock = Instant::now();
     let mut real_report = verify_nft_json(d, &real.json)
         .unwrap_or_else(|e| panic!("{case}: the verifier cannot read real fw4's ruleset: {e}"));
+    tally.lock().unwrap().seconds[2] += clock.elapsed().as_secs_f64();
     if let Some(reason) = sovereign_router::openwrt_wire::miswiring(d, &network) {
         real_report.server_not_isolated(&reason);
     }
@@ -305,6 +320,10 @@ fn conclude(label: &str, tally: &Tally, started: Instant) {
         tally.fw4_failed.len(),
         tally.nft_refused.len(),
         started.elapsed().as_secs_f64()
+    );
+    eprintln!(
+        "  time summed over threads: model {:.1} s, real fw4 + nft {:.1} s, verifier on real output {:.1} s",
+        tally.seconds[0], tally.seconds[1], tally.seconds[2]
     );
     for (w, n) in &tally.fw4_warnings {
         eprintln!("  fw4 warning ({n}x): {w}");

@@ -115,29 +115,26 @@ fn strip_ansi(line: &str) -> String {
 pub fn nft_load_and_list(dir: &Path, nft_text: &str) -> Result<String, RealFw4Error> {
     let file = dir.join("ruleset.nft");
     std::fs::write(&file, nft_text).map_err(|e| RealFw4Error::Setup(e.to_string()))?;
-    let check = Command::new("unshare")
-        .args(["-n", "nft", "-c", "-f"])
-        .arg(&file)
-        .output()
-        .map_err(|e| RealFw4Error::Setup(format!("unshare -n nft -c: {e}")))?;
-    if !check.status.success() {
-        return Err(RealFw4Error::NftCheck(
-            String::from_utf8_lossy(&check.stderr).into_owned(),
-        ));
-    }
+    // One namespace for the check, the load and the listing (a namespace costs
+    // more than the three nft runs); exit 3 marks a refused check.
     let script = format!(
-        "nft -f '{}' && nft -j list ruleset",
-        file.display().to_string().replace('\'', "")
+        "nft -c -f '{f}' || exit 3; nft -f '{f}' && nft -j list ruleset",
+        f = file.display().to_string().replace('\'', "")
     );
     let load = Command::new("unshare")
         .args(["-n", "sh", "-c", &script])
         .output()
-        .map_err(|e| RealFw4Error::Setup(format!("unshare -n nft -f: {e}")))?;
-    if !load.status.success() {
-        return Err(RealFw4Error::Setup(format!(
-            "loading a ruleset that `nft -c` accepted failed: {}",
-            String::from_utf8_lossy(&load.stderr)
-        )));
+        .map_err(|e| RealFw4Error::Setup(format!("unshare -n nft: {e}")))?;
+    let stderr = String::from_utf8_lossy(&load.stderr).into_owned();
+    match load.status.code() {
+        Some(0) => {}
+        Some(3) => return Err(RealFw4Error::NftCheck(stderr)),
+        _ => {
+            return Err(RealFw4Error::Setup(format!(
+                "loading a ruleset that `nft -c` accepted failed ({}): {stderr}",
+                load.status
+            )));
+        }
     }
     Ok(String::from_utf8_lossy(&load.stdout).into_owned())
 }
