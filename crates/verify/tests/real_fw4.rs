@@ -793,6 +793,14 @@ fn mutate(config: &mut Config, rng: &mut Rng, d: &Deployment) -> Option<(&'stati
             if reflection {
                 options.push(("reflection".into(), Value::Single("0".into())));
             }
+            // With the WAN address written down, the model can decide reflection.
+            let dip = !reflection && rng.below(2) == 0;
+            if dip {
+                options.push((
+                    "src_dip".into(),
+                    Value::Single(common::DHCP_WAN_ADDRESS.into()),
+                ));
+            }
             p.sections.push(Section {
                 name: None,
                 kind: "redirect".into(),
@@ -800,7 +808,13 @@ fn mutate(config: &mut Config, rng: &mut Rng, d: &Deployment) -> Option<(&'stati
             });
             format!(
                 "add-redirect wan:{from} -> {dest} {server}:{to}{}",
-                if reflection { " reflection 0" } else { "" }
+                if reflection {
+                    " reflection 0"
+                } else if dip {
+                    " src_dip"
+                } else {
+                    ""
+                }
             )
         }
         "family" => {

@@ -245,6 +245,9 @@ pub fn uci_mock(package: &Package) -> Value {
     Value::Object(out)
 }
 
+/// The address the first DHCP interface (the WAN) gets in [`interface_dump`].
+pub const DHCP_WAN_ADDRESS: &str = "198.51.100.2";
+
 /// What `ubus call network.interface dump` reports for a network config once netifd
 /// has brought everything up: each interface up, its L3 device as netifd names it,
 /// and its static IPv4 addresses. DHCP interfaces get an address from TEST-NET-2,
@@ -278,7 +281,11 @@ pub fn interface_dump(network: &Package) -> Value {
             }
         } else if proto == "dhcp" {
             dhcp += 1;
-            addresses.push(json!({"address": format!("198.51.100.{}", 1 + dhcp), "mask": 24}));
+            let address = match dhcp {
+                1 => DHCP_WAN_ADDRESS.to_string(),
+                n => format!("198.51.100.{}", 1 + n),
+            };
+            addresses.push(json!({"address": address, "mask": 24}));
         }
         let mut ifc = json!({
             "interface": name,
