@@ -59,7 +59,9 @@ pub enum Stmt {
     },
     Dnat {
         addr: Option<u128>,
-        port: Option<u128>,
+        /// The new destination port, or a range of them (`to ADDR:P1-P2`): the
+        /// kernel picks one per connection, so the class may end on any.
+        port: Option<(u128, u128)>,
     },
     /// snat / masquerade: recorded, and terminal like accept.
     SourceNat(String),
@@ -550,9 +552,14 @@ impl Ctx<'_> {
             }
             Some(other) => return Err(format!("dnat to {}", compact(other))),
         };
+        let number = |v: &Value| v.as_u64().map(u128::from).ok_or("dnat port");
         let port = match body.get("port") {
             None => None,
-            Some(Value::Number(n)) => Some(n.as_u64().ok_or("dnat port")? as u128),
+            Some(n @ Value::Number(_)) => Some((number(n)?, number(n)?)),
+            Some(Value::Object(o)) if o.contains_key("range") => match o["range"].as_array() {
+                Some(ends) if ends.len() == 2 => Some((number(&ends[0])?, number(&ends[1])?)),
+                _ => return Err(format!("dnat port {}", compact(&body["port"]))),
+            },
             Some(other) => return Err(format!("dnat port {}", compact(other))),
         };
         Ok(Stmt::Dnat { addr, port })

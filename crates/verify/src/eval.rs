@@ -416,8 +416,8 @@ impl Program {
                     if let Some(a) = addr {
                         x.set(Dim::Daddr, IntervalSet::point(*a));
                     }
-                    if let Some(p) = port {
-                        x.set(Dim::Dport, IntervalSet::point(*p));
+                    if let Some((lo, hi)) = port {
+                        x.set(Dim::Dport, IntervalSet::range(*lo, *hi));
                     }
                     x.set(Dim::CtDnat, IntervalSet::point(1));
                     out.push((x, Flow::Accept, tr.push(step(ri, "dnat".into()))));
@@ -595,8 +595,10 @@ impl Program {
                         if let Some(a) = addr {
                             p.set(Dim::Daddr, *a);
                         }
-                        if let Some(port) = port {
-                            p.set(Dim::Dport, *port);
+                        // One packet: the first port of a range (what the kernel
+                        // tries first when the original is outside it).
+                        if let Some((lo, _)) = port {
+                            p.set(Dim::Dport, *lo);
                         }
                         p.set(Dim::CtDnat, 1);
                         trace.push(step("dnat"));
