@@ -62,6 +62,9 @@ struct Builder {
     chains: Vec<(String, Option<Value>)>,
     rules: BTreeMap<String, Vec<RuleOut>>,
     notes: Vec<(Severity, String)>,
+    /// The address netifd would report for a DHCP interface (the WAN's, from the
+    /// deployment), which NAT reflection uses; `None`: not known here.
+    dhcp_address: Option<ipnet::Ipv4Net>,
 }
 
 impl Builder {
@@ -98,11 +101,22 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Package, VerifyError> {
 /// walks each section type in package order, so the order here is the order fw4
 /// renders rules in their chains.
 pub fn compile_packages(firewall: &Package, network: &Package) -> Compiled {
+    compile_packages_with(firewall, network, None)
+}
+
+/// [`compile_packages`], knowing the address a DHCP interface (the WAN) has at run
+/// time, as netifd would tell fw4.
+pub fn compile_packages_with(
+    firewall: &Package,
+    network: &Package,
+    dhcp_address: Option<ipnet::Ipv4Net>,
+) -> Compiled {
     let network = &network.sections;
     let mut b = Builder {
         chains: Vec::new(),
         rules: BTreeMap::new(),
         notes: Vec::new(),
+        dhcp_address,
     };
     let defaults = firewall.sections.iter().find(|s| s.kind == "defaults");
     let policy = |s: Option<&Section>, key: &str, fallback: &str| -> String {
@@ -184,6 +198,15 @@ pub fn compile_packages(firewall: &Package, network: &Package) -> Compiled {
             (0, true, false) => 6,
             (f, _, _) => f,
         };
+        let masq = s.opt("masq").is_some_and(is_true);
+        if masq && !s.opt("masq6").is_some_and(is_true) && family == 6 {
+            // fw4's "Prevent NAT leakage" rule then says `meta nfproto ipv4` and
+            // matches the zone's IPv6 subnets: nft refuses the whole ruleset.
+            b.notes.push((
+                Severity::Error,
+                format!("zone {name}: masq on a zone whose subnets are all IPv6 makes fw4 render a rule nft refuses (`ip vs. ip6`), so nothing loads; use masq6, or give the zone an IPv4 subnet"),
+            ));
+        }
         let input = policy(Some(s), "input", &def_input);
         let output = policy(Some(s), "output", &def_output);
         let forward = policy(Some(s), "forward", &def_forward);
@@ -199,7 +222,7 @@ pub fn compile_packages(firewall: &Package, network: &Package) -> Compiled {
             input,
             output,
             forward,
-            masq: s.opt("masq").is_some_and(is_true),
+            masq,
             log: s.opt("log").is_some_and(is_true),
             family,
             sflags,
@@ -1340,10 +1363,11 @@ fn compile_redirect(
             exprs.push(m(json!({"meta": {"key": "l4proto"}}), "==", json!(proto)));
         }
         exprs.push(json!({"counter": {"packets": 0, "bytes": 0}}));
+        // A range stays a range, as fw4 renders it (`dnat ip to ADDR:P1-P2`).
         let port = s
             .opt("dest_port")
             .or(s.opt("src_dport"))
-            .and_then(|p| p.split(['-', ':']).next()?.parse::<u16>().ok());
+            .and_then(parse_port);
         let mut dnat = json!({"family": "ip"});
         match &dest_ip {
             Some((4, Value::String(a))) => dnat["addr"] = json!(a),
@@ -1353,7 +1377,7 @@ fn compile_redirect(
             }
         }
         if let Some(p) = port {
-            dnat["port"] = json!(p);
+            dnat["port"] = p;
         }
         exprs.push(json!({ "dnat": dnat.clone() }));
         b.rule(
@@ -1409,7 +1433,7 @@ fn compile_reflection(
     }
     let external: Vec<Value> = match s.opt("src_dip").and_then(parse_addr) {
         Some((4, v)) => vec![v],
-        _ => zone_networks(&zones[src_zi], network, true),
+        _ => zone_networks(&zones[src_zi], network, true, b.dhcp_address),
     };
     let rzones = match s.values("reflection_zone") {
         names if names.is_empty() => vec![dest.to_string()],
@@ -1424,7 +1448,7 @@ fn compile_reflection(
             continue;
         };
         let mut internal = zones[ri].subnets4.clone();
-        internal.extend(zone_networks(&zones[ri], network, false));
+        internal.extend(zone_networks(&zones[ri], network, false, b.dhcp_address));
         if internal.is_empty() {
             b.notes.push((Severity::Info, format!("redirect {name}: zone {rzone} has no IPv4 range, so fw4 disables its reflection")));
             continue;
@@ -1470,9 +1494,27 @@ fn compile_reflection(
     }
 }
 
-/// The IPv4 addresses of a zone's networks from static `ipaddr`/`netmask` (what
-/// netifd would report): as their subnets, or as host addresses.
-fn zone_networks(zone: &Zone, network: &[Section], hosts: bool) -> Vec<Value> {
+/// The IPv4 addresses of a zone's networks, as netifd would report them: static
+/// `ipaddr`/`netmask`, or for a DHCP interface the run-time `dhcp` address when it
+/// is known; as their subnets, or as host addresses.
+fn zone_networks(
+    zone: &Zone,
+    network: &[Section],
+    hosts: bool,
+    dhcp: Option<ipnet::Ipv4Net>,
+) -> Vec<Value> {
+    let static_address = |s: &Section| -> Option<ipnet::Ipv4Net> {
+        let addr: std::net::Ipv4Addr = s.opt("ipaddr")?.split('/').next()?.parse().ok()?;
+        let len = match s.opt("netmask") {
+            Some(mask) => u32::from(mask.parse::<std::net::Ipv4Addr>().ok()?).leading_ones(),
+            None => s
+                .opt("ipaddr")?
+                .split_once('/')
+                .and_then(|(_, l)| l.parse().ok())
+                .unwrap_or(32),
+        };
+        ipnet::Ipv4Net::new(addr, len as u8).ok()
+    };
     zone.networks
         .iter()
         .filter_map(|net| {
@@ -1480,22 +1522,16 @@ fn zone_networks(zone: &Zone, network: &[Section], hosts: bool) -> Vec<Value> {
                 .iter()
                 .find(|s| s.kind == "interface" && s.name.as_deref() == Some(net))
         })
-        .filter_map(|s| {
-            let addr: std::net::Ipv4Addr = s.opt("ipaddr")?.split('/').next()?.parse().ok()?;
-            let len = match s.opt("netmask") {
-                Some(mask) => u32::from(mask.parse::<std::net::Ipv4Addr>().ok()?).leading_ones(),
-                None => s
-                    .opt("ipaddr")?
-                    .split_once('/')
-                    .and_then(|(_, l)| l.parse().ok())
-                    .unwrap_or(32),
-            };
-            Some(if hosts {
-                json!(addr.to_string())
+        .filter_map(|s| match s.opt("proto") {
+            Some("dhcp") => dhcp,
+            _ => static_address(s),
+        })
+        .map(|net| {
+            if hosts {
+                json!(net.addr().to_string())
             } else {
-                let net = ipnet::Ipv4Net::new(addr, len as u8).ok()?.trunc();
-                json!({"prefix": {"addr": net.addr().to_string(), "len": len}})
-            })
+                json!({"prefix": {"addr": net.trunc().addr().to_string(), "len": net.prefix_len()}})
+            }
         })
         .collect()
 }

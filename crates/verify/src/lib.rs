@@ -86,7 +86,8 @@ fn verify_packages(
     firewall: &sovereign_router::uci::Package,
     network: &sovereign_router::uci::Package,
 ) -> Result<Report, VerifyError> {
-    let mut report = verify_compiled(d, fw4::compile_packages(firewall, network))?;
+    let compiled = fw4::compile_packages_with(firewall, network, Some(d.wan.address));
+    let mut report = verify_compiled(d, compiled)?;
     if let Some(reason) = sovereign_router::openwrt_wire::miswiring(d, network) {
         report.server_not_isolated(&reason);
     }

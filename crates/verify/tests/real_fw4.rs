@@ -106,23 +106,7 @@ struct Known {
 
 /// Known model gaps (issue 13, "fw4 model fidelity"), for the lead to shrink as
 /// fw4.rs learns them.
-const KNOWN: &[Known] = &[
-    Known {
-        point: "issue 13 point 1 (rest): NAT reflection: the model reports the cells a \
-                reflected port forward touches as unknown, because the WAN address is \
-                netifd's at run time; real fw4 decides them with the address ubus reports",
-        matches: |d| {
-            !d.cell.starts_with("Internet")
-                && d.model.1 == CellVerdict::Unknown
-                && d.model_unknown.iter().any(|u| u.contains("reflection"))
-        },
-    },
-    Known {
-        point: "new, not in issue 13's list: the nft -j reader cannot read a DNAT to a \
-                port range (`dnat ip to ADDR:P1-P2`, a redirect whose dest_port is a range)",
-        matches: |d| d.real_unknown.iter().any(|u| u.starts_with("dnat port")),
-    },
-];
+const KNOWN: &[Known] = &[];
 
 /// Known lints that only the report on real fw4's ruleset has: (issue point, lint
 /// code, a part of its message).
@@ -137,12 +121,7 @@ fn known_real_only_lint(code: &str, message: &str) -> Option<&'static str> {
 
 type UnloadableMatch = fn(&[String], &str) -> bool;
 
-const KNOWN_UNLOADABLE: &[(&str, UnloadableMatch)] = &[(
-    "new, not in issue 13's list (an upstream fw4 quirk the model should report as an \
-     error): a masq zone whose subnets are all IPv6 gets an IPv4 `Prevent NAT leakage` \
-     rule with an `ip6 daddr` match, which nft refuses",
-    |_, error| error.contains("conflicting protocols specified: ip vs. ip6"),
-)];
+const KNOWN_UNLOADABLE: &[(&str, UnloadableMatch)] = &[];
 
 fn compare(
     tally: &Mutex<Tally>,

@@ -245,8 +245,9 @@ pub fn uci_mock(package: &Package) -> Value {
     Value::Object(out)
 }
 
-/// The address the first DHCP interface (the WAN) gets in [`interface_dump`].
-pub const DHCP_WAN_ADDRESS: &str = "198.51.100.2";
+/// The address the first DHCP interface (the WAN) gets in [`interface_dump`]: the
+/// deployments' WAN address (`wan.address`), which the model takes as netifd's.
+pub const DHCP_WAN_ADDRESS: &str = "192.168.2.90";
 
 /// What `ubus call network.interface dump` reports for a network config once netifd
 /// has brought everything up: each interface up, its L3 device as netifd names it,
