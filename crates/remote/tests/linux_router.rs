@@ -157,8 +157,8 @@ fn apply_makes_ruleset_and_peers_live_then_audit_catches_hand_made_drift_and_sta
         [
             Step::Prepare,
             Step::Upload,
-            Step::Validate,
             Step::Snapshot,
+            Step::Validate,
             Step::ArmRollback,
             Step::Apply,
             Step::Reconnect,
