@@ -12,6 +12,7 @@ pub mod plan;
 mod qr;
 mod registry;
 mod store;
+pub mod quick;
 
 pub use bundle::{
     BUNDLE_FORMAT, BundleApi, BundleError, BundlePeer, BundleServer, BundleWireGuard, PeerBundle,
