@@ -191,8 +191,8 @@ pub struct RouterView {
     pub peer_present: bool,
     /// From the router's clock.
     pub peer_handshake_age_secs: Option<u64>,
-    /// The router's IPv4 addresses.
-    pub addresses: Vec<Ipv4Addr>,
+    /// The router's IPv4 addresses, with their prefixes.
+    pub addresses: Vec<Ipv4Net>,
     /// Packets counted by the rules on the WireGuard port: before, after.
     pub wireguard_packets: Option<(u64, u64)>,
     /// Packets counted by the rules on the API port: before, after; `None`: no such rule.
@@ -656,31 +656,40 @@ fn handshake(w: &mut Walk, notes: &mut Vec<String>, f: &Facts, router: Option<&R
             "sovereign peer export NAME --out FILE && sovereign client setup --bundle FILE".into(),
         );
     }
+    let rising = r.wireguard_packets.is_some_and(|(a, b)| b > a);
     let endpoint_ip = host_of(&endpoint).parse::<Ipv4Addr>().ok();
     if let Some(ip) = endpoint_ip
-        && r.addresses.iter().any(|a| is_public(*a))
-        && !r.addresses.contains(&ip)
+        && !rising
+        && !r.addresses.iter().any(|n| n.addr() == ip)
+        // Comparable only when the endpoint must be the router itself: an address
+        // on one of its subnets, or any address when the router is directly on the
+        // internet (behind an ISP box the endpoint is the box's public address).
+        && (r.addresses.iter().any(|n| n.contains(&ip))
+            || r.addresses.iter().any(|n| is_public(n.addr())))
     {
+        let own = r
+            .addresses
+            .iter()
+            .map(|n| n.addr().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let port = endpoint.rsplit_once(':').map_or("51820", |(_, p)| p);
         return w.fail(
             Layer::Handshake,
             "wrong-endpoint",
-            format!("the endpoint {endpoint} is not the router's address (dynamic IP changed?)"),
+            format!("the endpoint {endpoint} is not the router (wrong address, or its dynamic IP changed)"),
             format!(
-                "the router {} has {}, not {ip}; its WireGuard rule saw none of our handshakes",
-                r.router,
-                r.addresses
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "the router {} has {own}, not {ip}, and its WireGuard rule saw none of our handshakes",
+                r.router
             ),
             format!(
-                "sovereign config set wan.endpoint ADDRESS:PORT && sovereign peer export NAME   # or fix Endpoint in {}",
+                "sudo wg set {} peer {} endpoint ROUTER:{port}   # confirms it; then fix Endpoint in {}",
+                f.interface,
+                config_key.unwrap_or("ROUTER_KEY"),
                 f.config_path
             ),
         );
     }
-    let rising = r.wireguard_packets.is_some_and(|(a, b)| b > a);
     if !rising {
         return w.fail(
             Layer::Handshake,
@@ -1044,7 +1053,7 @@ pub struct RouterSample {
     pub router_public_key: Option<String>,
     pub peer_present: bool,
     pub peer_handshake_age_secs: Option<u64>,
-    pub addresses: Vec<Ipv4Addr>,
+    pub addresses: Vec<Ipv4Net>,
     pub wireguard_packets: Option<u64>,
     pub api_packets: Option<u64>,
     pub openwrt: bool,

@@ -395,28 +395,46 @@ fn doctor_names_each_broken_layer_in_the_lab() {
     }
     doctor.passes("9 repaired", false);
 
-    // 8. An MTU black hole: the router's link to the server carries less than the
-    //    tunnel, and the router's "fragmentation needed" never leaves it.
-    let route = sh_in(&rtr, "ip", &["route", "get", &d.server.address.to_string()]);
-    let words: Vec<&str> = route.split_whitespace().collect();
-    let link = words[words.iter().position(|w| *w == "dev").unwrap() + 1].to_string();
-    sh_in(&rtr, "ip", &["link", "set", &link, "mtu", "1280"]);
-    sh_in(&rtr, "nft", &["add", "table", "inet", "doctorfault"]);
+    // 8. An MTU black hole: the client's hop into the internet carries less than
+    //    the tunnel needs (1420 + 60 B of WireGuard over IPv4), and the oversized
+    //    frames vanish without any "fragmentation needed" (as behind a PPPoE line
+    //    whose ICMP is filtered). Small requests still work. The router's MSS clamp
+    //    cannot help: it only knows its own links.
+    let net = topology.node("net").unwrap().netns.clone();
+    let links = sh_in(&net, "ip", &["-d", "-o", "link", "show"]);
+    let hop = links
+        .lines()
+        .find(|l| l.contains(&format!("link-netns {}", v1.netns)))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(|name| {
+            name.trim_end_matches(':')
+                .split('@')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .unwrap_or_else(|| panic!("no link to {} in {links}", v1.netns));
+    sh_in(&net, "ip", &["link", "set", &hop, "mtu", "1400"]);
+    doctor.fails("8 MTU black hole", false, "mtu", "mtu-black-hole");
+    // The fix doctor prints confirms it.
     sh_in(
-        &rtr,
-        "nft",
-        &["add chain inet doctorfault out { type filter hook output priority -10 ; }"],
+        &v1.netns,
+        "ip",
+        &["link", "set", &tunnel.interface, "mtu", "1280"],
     );
+    doctor.passes("8 confirmed by doctor's fix", false);
     sh_in(
-        &rtr,
-        "nft",
+        &v1.netns,
+        "ip",
         &[
-            "add rule inet doctorfault out icmp type destination-unreachable icmp code frag-needed drop",
+            "link",
+            "set",
+            &tunnel.interface,
+            "mtu",
+            &d.wireguard.mtu.to_string(),
         ],
     );
-    doctor.fails("8 MTU black hole", false, "mtu", "mtu-black-hole");
-    sh_in(&rtr, "nft", &["delete", "table", "inet", "doctorfault"]);
-    sh_in(&rtr, "ip", &["link", "set", &link, "mtu", "1500"]);
+    sh_in(&net, "ip", &["link", "set", &hop, "mtu", "1500"]);
     doctor.passes("8 repaired", false);
 
     // 2. The emulator bound to 127.0.0.1 only.
@@ -492,21 +510,28 @@ fn doctor_names_each_broken_layer_in_the_lab() {
     // 6. The client's endpoint changed to a wrong address, in the config and live
     //    (as when the router's dynamic IP changed under its DNS name).
     let original = std::fs::read_to_string(&tunnel_config).unwrap();
-    let router_public = sovereign_wg::quick::value(&original, "PublicKey").unwrap();
+
     let right = sovereign_wg::quick::value(&original, "Endpoint").unwrap();
-    let wrong = format!("203.0.113.99:{port}");
+    // An address next to the router's own WAN address, where nothing answers.
+    let right_ip: std::net::Ipv4Addr = right.rsplit_once(':').unwrap().0.parse().unwrap();
+    let wrong = format!(
+        "{}:{port}",
+        std::net::Ipv4Addr::from(u32::from(right_ip) + 9)
+    );
     std::fs::write(&tunnel_config, original.replace(&right, &wrong)).unwrap();
-    lab.reset_client("v1").unwrap();
+    // The live interface gets the same, as a fresh peer (a new session).
+    let setconf = lab.state_dir().join(format!("{}.conf", tunnel.interface));
+    let wrong_setconf = home.path().join("wrong-endpoint.conf");
+    let live = std::fs::read_to_string(&setconf).unwrap();
+    assert!(live.contains(&right), "{live}");
+    std::fs::write(&wrong_setconf, live.replace(&right, &wrong)).unwrap();
     sh_in(
         &v1.netns,
         "wg",
         &[
-            "set",
+            "setconf",
             &tunnel.interface,
-            "peer",
-            &router_public,
-            "endpoint",
-            &wrong,
+            &wrong_setconf.to_string_lossy(),
         ],
     );
     doctor.fails(

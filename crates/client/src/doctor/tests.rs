@@ -14,7 +14,7 @@ fn healthy() -> Facts {
         tunnel: Ok(TunnelConfig {
             addresses: vec!["10.10.10.2/32".parse().unwrap()],
             allowed_ips: vec!["192.168.250.0/24".parse().unwrap()],
-            endpoint: Some("203.0.113.2:51820".into()),
+            endpoint: Some("192.168.2.90:51820".into()),
             router_public_key: Some(ROUTER_KEY.into()),
             mtu: Some(1420),
         }),
@@ -28,7 +28,7 @@ fn healthy() -> Facts {
         }),
         wg: Seen::Yes(WgFacts {
             peers: vec![ROUTER_KEY.into()],
-            endpoint: Some("203.0.113.2:51820".into()),
+            endpoint: Some("192.168.2.90:51820".into()),
             handshake_age_secs: Some(5),
             rx_bytes: 1000,
             tx_bytes: 1000,
@@ -57,8 +57,8 @@ fn router_view() -> RouterView {
         peer_present: true,
         peer_handshake_age_secs: Some(5),
         addresses: vec![
-            "203.0.113.2".parse().unwrap(),
-            "192.168.250.1".parse().unwrap(),
+            "192.168.2.90/24".parse().unwrap(),
+            "192.168.250.1/24".parse().unwrap(),
         ],
         wireguard_packets: Some((10, 14)),
         api_packets: Some((3, 5)),
@@ -126,7 +126,7 @@ fn a_healthy_path_passes_every_layer() {
 #[test]
 fn each_fault_of_the_issue_fails_in_its_layer() {
     type Row = (&'static str, Layer, &'static str, fn(&mut Facts));
-    let rows: [Row; 17] = [
+    let rows: [Row; 18] = [
         ("1 emulator stopped", Layer::Server, "refused", |f| {
             f.connect = Some(Connect::Refused);
             f.version = None;
@@ -202,8 +202,21 @@ fn each_fault_of_the_issue_fails_in_its_layer() {
             |f| {
                 silent(f);
                 if let (Ok(t), Seen::Yes(wg)) = (&mut f.tunnel, &mut f.wg) {
-                    t.endpoint = Some("203.0.113.99:51820".into());
-                    wg.endpoint = Some("203.0.113.99:51820".into());
+                    t.endpoint = Some("192.168.2.99:51820".into());
+                    wg.endpoint = Some("192.168.2.99:51820".into());
+                }
+                with_router(f, |r| r.wireguard_packets = Some((10, 10)));
+            },
+        ),
+        (
+            "6 a public endpoint, the router behind an ISP box: cannot compare",
+            Layer::Handshake,
+            "wan-port-blocked",
+            |f| {
+                silent(f);
+                if let (Ok(t), Seen::Yes(wg)) = (&mut f.tunnel, &mut f.wg) {
+                    t.endpoint = Some("198.51.100.7:51820".into());
+                    wg.endpoint = Some("198.51.100.7:51820".into());
                 }
                 with_router(f, |r| r.wireguard_packets = Some((10, 10)));
             },
@@ -295,7 +308,7 @@ fn config_and_interface_faults() {
     let mut f = healthy();
     f.bundle = Some(BundleFacts {
         path: "laptop.peer.json".into(),
-        endpoint: "203.0.113.2:51820".into(),
+        endpoint: "192.168.2.90:51820".into(),
         router_public_key: "OTHER=".into(),
         ollama_url: f.url.clone(),
     });

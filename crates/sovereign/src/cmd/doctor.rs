@@ -343,12 +343,7 @@ fn router_sample(
         .filter_map(|line| {
             let words: Vec<&str> = line.split_whitespace().collect();
             let i = words.iter().position(|w| *w == "inet")?;
-            words
-                .get(i + 1)?
-                .split('/')
-                .next()?
-                .parse::<Ipv4Addr>()
-                .ok()
+            words.get(i + 1)?.parse::<ipnet::Ipv4Net>().ok()
         })
         .collect();
     Ok(RouterSample {
@@ -434,7 +429,10 @@ mod tests {
         assert_eq!(s.peer_handshake_age_secs, Some(10));
         assert_eq!(s.wireguard_packets, Some(7));
         assert_eq!(s.api_packets, None);
-        assert_eq!(s.addresses, ["203.0.113.2".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(
+            s.addresses,
+            ["203.0.113.2/24".parse::<ipnet::Ipv4Net>().unwrap()]
+        );
         let other = router_sample("r", gathered, Some("SOMEONE="), 51820, 11434).unwrap();
         assert!(!other.peer_present);
     }
