@@ -353,8 +353,33 @@ fn doctor_names_each_broken_layer_in_the_lab() {
         }
     }
     assert!(deleted > 0, "no API rule in {ruleset}");
-    let v = doctor.run("7 API rule deleted", true);
-    assert_eq!(v["first_failure"], "firewall", "{v:#}");
+    // The rendered ruleset rejects what it does not allow (ICMP admin-prohibited):
+    // seen from the client alone.
+    doctor.fails("7 API rule deleted", false, "firewall", "rejected");
+    // A drop in front instead of the reject: silence, which only the router's
+    // counters place.
+    let api_port = d.server.api_port.to_string();
+    sh_in(&rtr, "nft", &["add", "table", "inet", "doctorfault"]);
+    sh_in(
+        &rtr,
+        "nft",
+        &["add chain inet doctorfault dropper { type filter hook forward priority -10 ; }"],
+    );
+    sh_in(
+        &rtr,
+        "nft",
+        &[&format!(
+            "add rule inet doctorfault dropper tcp dport {api_port} drop"
+        )],
+    );
+    doctor.fails("7 API rule deleted, dropped", false, "firewall", "silence");
+    doctor.fails(
+        "7 API rule deleted, dropped",
+        true,
+        "firewall",
+        "dropped-by-router",
+    );
+    sh_in(&rtr, "nft", &["delete", "table", "inet", "doctorfault"]);
     lab.restore_ruleset().unwrap();
     doctor.passes("7 repaired", true);
 
