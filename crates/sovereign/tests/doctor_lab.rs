@@ -85,6 +85,7 @@ struct Doctor {
     /// `PATH` with the ssh that reaches the lab router.
     path: String,
     ssh: String,
+    server_ssh: String,
     timings: Vec<(String, Duration)>,
 }
 
@@ -102,6 +103,12 @@ impl Doctor {
             .env_remove("SOVEREIGN_CONFIG");
         if with_ssh {
             command.args(["--ssh", &self.ssh, "--port", &SSH_PORT.to_string()]);
+            command.args([
+                "--server-ssh",
+                &self.server_ssh,
+                "--server-port",
+                &SSH_PORT.to_string(),
+            ]);
         }
         let started = Instant::now();
         let output = command.output().unwrap();
@@ -245,12 +252,27 @@ fn doctor_names_each_broken_layer_in_the_lab() {
     let inner = sshd.ssh_wrapper_dir().unwrap();
     let outer = home.path().join("bin");
     std::fs::create_dir_all(&outer).unwrap();
+    // The server's sshd: the lab's firewall lets only admin hosts reach the
+    // server's ssh port, and the lab's own listener holds that port, so doctor's
+    // `--server-ssh` reaches this one on the server's loopback, from inside the
+    // server's namespace. What it reads (`ss -Hltn` there) is the server's truth.
+    let srv = topology.node("srv").unwrap().netns.clone();
+    let server_sshd = Sshd::start(
+        &srv,
+        SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, SSH_PORT),
+    )
+    .unwrap();
+    let server_inner = server_sshd.ssh_wrapper_dir().unwrap();
     let wrapper = outer.join("ssh");
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nexec ip netns exec {dev} {} \"$@\"\n",
-            inner.join("ssh").display()
+            "#!/bin/sh\ncase \" $* \" in\n\
+             *\" {server} \"*) exec ip netns exec {srv} {} \"$@\" ;;\n\
+             *) exec ip netns exec {dev} {} \"$@\" ;;\nesac\n",
+            server_inner.join("ssh").display(),
+            inner.join("ssh").display(),
+            server = server_sshd.destination(),
         ),
     )
     .unwrap();
@@ -265,6 +287,7 @@ fn doctor_names_each_broken_layer_in_the_lab() {
             std::env::var("PATH").unwrap_or_default()
         ),
         ssh: sshd.destination(),
+        server_ssh: server_sshd.destination(),
         timings: Vec::new(),
     };
     let router_dir = lab.router_dir();
@@ -298,6 +321,7 @@ fn doctor_names_each_broken_layer_in_the_lab() {
     // 1. The emulator stopped: refused, in the server layer.
     lab_stop_api(&mut lab);
     doctor.fails("1 emulator stopped", false, "server", "refused");
+    doctor.fails("1 emulator stopped", true, "server", "server-down");
     lab_start_api(&mut lab);
     doctor.passes("1 repaired", false);
 
@@ -472,6 +496,7 @@ fn doctor_names_each_broken_layer_in_the_lab() {
             .contains("127.0.0.1"),
         "{v:#}"
     );
+    doctor.fails("2 bound to 127.0.0.1", true, "server", "wrong-bind");
     let _ = loopback.kill();
     let _ = loopback.wait();
     lab_start_api(&mut lab);
@@ -577,6 +602,7 @@ fn doctor_names_each_broken_layer_in_the_lab() {
     }
     eprintln!("doctor_lab: total {} ms", started.elapsed().as_millis());
     drop(sshd);
+    drop(server_sshd);
     lab.down().unwrap();
 }
 

@@ -60,6 +60,9 @@ pub struct DoctorArgs {
     /// Read the AI server's listeners over ssh (tells "Ollama down" from "bound to 127.0.0.1").
     #[arg(long, value_name = "USER@HOST")]
     pub server_ssh: Option<String>,
+    /// The server's ssh port.
+    #[arg(long, value_name = "N", requires = "server_ssh")]
+    pub server_port: Option<u16>,
     /// Budget for one connection or request, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 3)]
     pub timeout: u64,
@@ -162,7 +165,7 @@ pub fn run(_context: &Context, args: DoctorArgs) -> anyhow::Result<Outcome> {
         Some(ssh) => Some(SshServer {
             transport: transport(&SshArgs {
                 ssh: ssh.clone(),
-                port: None,
+                port: args.server_port,
                 identity: None,
                 ssh_config: None,
             })?,
