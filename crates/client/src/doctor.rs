@@ -240,6 +240,9 @@ fn host_of(endpoint: &str) -> &str {
     endpoint.rsplit_once(':').map_or(endpoint, |(h, _)| h)
 }
 
+/// One layer's judgement: it records its verdict and may add notes.
+type Step<'a> = dyn Fn(&mut Walk, &mut Vec<String>) + 'a;
+
 struct Walk {
     layers: Vec<LayerReport>,
     failed: bool,
@@ -322,7 +325,7 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
         }
         None => None,
     };
-    let steps: [&dyn Fn(&mut Walk, &mut Vec<String>); 9] = [
+    let steps: [&Step; 9] = [
         &|w, _| config(w, f, server),
         &|w, n| interface(w, n, f),
         &|w, n| handshake(w, n, f, router),
@@ -1277,7 +1280,7 @@ pub fn gather(
         facts.wg = read_wg(runner, inputs, router_key.as_deref(), inputs.now_unix);
         // A stale tunnel sends a handshake only when there is traffic: provoke one
         // and give the router a moment to answer.
-        let stale = |wg: &Seen<WgFacts>| matches!(wg, Seen::Yes(w) if !w.handshake_age_secs.is_some_and(|a| a <= HANDSHAKE_FRESH_SECS));
+        let stale = |wg: &Seen<WgFacts>| matches!(wg, Seen::Yes(w) if w.handshake_age_secs.is_none_or(|a| a > HANDSHAKE_FRESH_SECS));
         if stale(&facts.wg)
             && let Some(server) = server
         {
