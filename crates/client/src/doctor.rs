@@ -172,6 +172,8 @@ pub struct ModelFacts {
     pub name: String,
     /// `/api/show` capabilities (`completion`, `embedding`, `tools`, ...); empty if unknown.
     pub capabilities: Vec<String>,
+    /// The longest context the model supports (`<arch>.context_length` in `model_info`).
+    pub context_length: Option<u64>,
 }
 
 /// What the server says about its listeners (`--server-ssh`, or doctor on the server).
@@ -223,6 +225,8 @@ pub struct Facts {
     pub mtu: Option<Result<(), String>>,
     pub router: Option<Result<RouterView, String>>,
     pub server: Option<Result<ServerView, String>>,
+    /// The context the configured coding agents need, when some are configured.
+    pub required_context: Option<u32>,
 }
 
 /// The server's socket address from an `http://IP:PORT` URL.
@@ -997,6 +1001,26 @@ fn model(w: &mut Walk, f: &Facts) {
                     "sovereign server warm   # on the server: pulls and loads the configured model (or `ollama pull MODEL`)".into(),
                 );
             }
+            if let Some(required) = f.required_context
+                && chat
+                    .iter()
+                    .all(|m| m.context_length.is_some_and(|c| c < u64::from(required)))
+            {
+                let longest = chat
+                    .iter()
+                    .filter_map(|m| m.context_length)
+                    .max()
+                    .unwrap_or(0);
+                return w.fail(
+                    Layer::Model,
+                    "context-too-small",
+                    format!(
+                        "the configured coding agents need {required} tokens of context; the longest chat model here has {longest}"
+                    ),
+                    "/api/show model_info context_length of every chat model".into(),
+                    "sovereign server warm   # on the server, after setting [models] default to a model with a longer context".into(),
+                );
+            }
             w.pass(
                 Layer::Model,
                 format!(
@@ -1079,6 +1103,8 @@ pub struct Inputs {
     pub url: String,
     /// This machine's public key, for finding it on the router.
     pub client_public_key: Option<String>,
+    /// The context the configured coding agents need (none configured: `None`).
+    pub required_context: Option<u32>,
     pub connect_timeout: Duration,
     /// How long to wait for a handshake after provoking one.
     pub handshake_wait: Duration,
@@ -1258,6 +1284,7 @@ pub fn gather(
         mtu: None,
         router: None,
         server: None,
+        required_context: inputs.required_context,
     };
     let before = router.map(|r| r.sample(inputs.client_public_key.as_deref(), endpoint.as_deref()));
 

@@ -36,14 +36,17 @@ impl Network for OllamaNetwork {
             .into_iter()
             .map(|m| {
                 // Older servers have no capabilities in /api/show: unknown, not "none".
-                let capabilities = client
-                    .show(&m.name)
-                    .ok()
-                    .and_then(|s| s.capabilities)
-                    .unwrap_or_default();
+                let shown = client.show(&m.name).ok();
+                let context_length = shown.as_ref().and_then(|s| {
+                    s.model_info
+                        .iter()
+                        .find(|(k, _)| k.ends_with(".context_length"))
+                        .and_then(|(_, v)| v.as_u64())
+                });
                 ModelFacts {
                     name: m.name,
-                    capabilities,
+                    capabilities: shown.and_then(|s| s.capabilities).unwrap_or_default(),
+                    context_length,
                 }
             })
             .collect())

@@ -42,10 +42,12 @@ fn healthy() -> Facts {
         models: Some(Ok(vec![ModelFacts {
             name: "toy:latest".into(),
             capabilities: vec!["completion".into()],
+            context_length: Some(4096),
         }])),
         mtu: Some(Ok(())),
         router: None,
         server: None,
+        required_context: None,
     }
 }
 
@@ -126,7 +128,7 @@ fn a_healthy_path_passes_every_layer() {
 #[test]
 fn each_fault_of_the_issue_fails_in_its_layer() {
     type Row = (&'static str, Layer, &'static str, fn(&mut Facts));
-    let rows: [Row; 18] = [
+    let rows: &[Row] = &[
         ("1 emulator stopped", Layer::Server, "refused", |f| {
             f.connect = Some(Connect::Refused);
             f.version = None;
@@ -287,10 +289,19 @@ fn each_fault_of_the_issue_fails_in_its_layer() {
             f.models = Some(Ok(vec![ModelFacts {
                 name: "nomic-embed-text:latest".into(),
                 capabilities: vec!["embedding".into()],
+                context_length: Some(8192),
             }]));
         }),
+        (
+            "coding agents need more context",
+            Layer::Model,
+            "context-too-small",
+            |f| {
+                f.required_context = Some(65536);
+            },
+        ),
     ];
-    for (row, layer, cause, inject) in rows {
+    for &(row, layer, cause, inject) in rows {
         let mut f = healthy();
         inject(&mut f);
         assert_fails(&f, layer, cause, row);

@@ -145,6 +145,10 @@ pub fn run(_context: &Context, args: DoctorArgs) -> anyhow::Result<Outcome> {
         bundle,
         url,
         client_public_key,
+        required_context: manifest
+            .as_ref()
+            .filter(|m| !m.tools.is_empty())
+            .map(|_| sovereign_client::CODING_AGENT_MIN_CONTEXT),
         connect_timeout: Duration::from_secs(args.timeout),
         handshake_wait: Duration::from_secs(args.handshake_wait),
         now_unix,
