@@ -706,7 +706,10 @@ fn handshake(w: &mut Walk, notes: &mut Vec<String>, f: &Facts, router: Option<&R
                 "the router {} knows this peer and its key matches, but its WireGuard rule counted no new packets while doctor sent handshakes",
                 r.router
             ),
-            "sudo nft list ruleset | grep -n 51820   # on the router: is the WAN port dropped before the accept rule?".into(),
+            format!(
+                "nft -a list ruleset | grep -n 'dport {}'   # on the router: is the port dropped before the accept rule?",
+                endpoint.rsplit_once(':').map_or("51820", |(_, p)| p)
+            ),
         );
     }
     w.fail(
@@ -900,7 +903,7 @@ fn server_layer(w: &mut Walk, notes: &mut Vec<String>, f: &Facts, server: Option
                     "wrong-bind",
                     format!("Ollama listens on {bound} only, not on {}", s.ip()),
                     format!("the server's listening sockets for port {}", s.port()),
-                    "sovereign server install   # on the server: sets OLLAMA_HOST to the server's address".into(),
+                    "sovereign server install   # on the server: its unit sets OLLAMA_HOST to the server's address".into(),
                 );
             }
             if let Some(v) = view
@@ -911,7 +914,7 @@ fn server_layer(w: &mut Walk, notes: &mut Vec<String>, f: &Facts, server: Option
                     "server-down",
                     format!("nothing listens on {target}: Ollama is down"),
                     "the server has no listening socket on the API port".into(),
-                    "sovereign server status   # on the server; `systemctl restart ollama` starts it".into(),
+                    "sovereign server start   # on the server; `sovereign server status` shows why it stopped".into(),
                 );
             }
             w.fail_among(

@@ -411,6 +411,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_human_report_spells_out_the_failure() {
+        use sovereign_client::doctor::LayerReport;
+        let report = |layer, status, cause: Option<&str>| LayerReport {
+            layer,
+            status,
+            cause: cause.map(String::from),
+            what: format!("{} said so", Layer::name(layer)),
+            evidence: cause.map(|_| "TCP connect answered with a reset".to_string()),
+            fix: cause.map(|_| "sovereign server start".to_string()),
+            candidates: cause
+                .map(|_| vec!["Ollama is not running".to_string()])
+                .unwrap_or_default(),
+        };
+        let d = Diagnosis {
+            ok: false,
+            first_failure: Some(Layer::Server),
+            layers: vec![
+                report(Layer::Firewall, Status::Pass, None),
+                report(Layer::Server, Status::Fail, Some("refused")),
+                report(Layer::Api, Status::Skipped, None),
+            ],
+            notes: vec!["handshake: no rights".into()],
+            elapsed_ms: 12,
+        };
+        let text = render(&d);
+        assert!(text.contains("ok   firewall"), "{text}");
+        assert!(text.contains("FAIL server     server said so"), "{text}");
+        assert!(
+            text.contains("how: TCP connect answered with a reset"),
+            "{text}"
+        );
+        assert!(text.contains("- maybe: Ollama is not running"), "{text}");
+        assert!(text.contains("fix: sovereign server start"), "{text}");
+        assert!(text.contains("note: handshake: no rights"), "{text}");
+        assert!(
+            text.ends_with("first failing layer: server (12 ms)\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn listeners_from_ss() {
         let text = "LISTEN 0 4096 127.0.0.1:11434 0.0.0.0:*\nLISTEN 0 128 0.0.0.0:22 0.0.0.0:*\n";
         assert_eq!(bound_addresses(text, 11434), [Ipv4Addr::LOCALHOST]);
