@@ -560,8 +560,8 @@ impl Lab {
         interface: &str,
         wg_quick: &str,
     ) -> Result<(), LabError> {
-        let setup = quick::split(wg_quick)
-            .map_err(|e| LabError::Render(format!("client config: {e}")))?;
+        let setup =
+            quick::split(wg_quick).map_err(|e| LabError::Render(format!("client config: {e}")))?;
         let conf = self.dir.join(format!("{interface}.conf"));
         write_private(&conf, &setup.setconf)?;
         system::run_in(

@@ -10,9 +10,9 @@ mod client;
 mod key;
 pub mod plan;
 mod qr;
+pub mod quick;
 mod registry;
 mod store;
-pub mod quick;
 
 pub use bundle::{
     BUNDLE_FORMAT, BundleApi, BundleError, BundlePeer, BundleServer, BundleWireGuard, PeerBundle,
