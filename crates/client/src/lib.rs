@@ -6,6 +6,7 @@
 //! [`uninstall`] run over explicit filesystem roots ([`ClientPaths`]) and reach
 //! processes and the server only through [`CommandRunner`] and [`ServerProbe`].
 
+pub mod doctor;
 mod error;
 mod fsutil;
 pub mod manifest;

@@ -20,7 +20,8 @@ use crate::router::{RouterConfig, render_router};
 pub use crate::system::find_program;
 use crate::system::{self, Daemon, Running};
 use crate::topology::{self, Node, Role, Service, Topology, Tunnel};
-use crate::{LabError, LabName, agent, wgquick};
+use crate::{LabError, LabName, agent};
+use sovereign_wg::quick;
 
 /// Where every lab keeps its state: `<root>/<name>/state.json`, keys, logs.
 pub const STATE_ROOT: &str = "/run/sovereign-lab";
@@ -349,13 +350,13 @@ impl Lab {
         let (node, tunnel) = self.vpn_client(client_key)?;
         let base_path = self.dir.join(format!("{}.conf", tunnel.interface));
         let base = fs::read_to_string(&base_path).map_err(|e| LabError::io(&base_path, e))?;
-        let router_public = wgquick::value(&base, "PublicKey").ok_or_else(|| LabError::State {
+        let router_public = quick::value(&base, "PublicKey").ok_or_else(|| LabError::State {
             path: base_path.clone(),
             detail: "the client config has no [Peer] PublicKey".into(),
         })?;
-        let keepalive = wgquick::value(&base, "PersistentKeepalive");
+        let keepalive = quick::value(&base, "PersistentKeepalive");
         let round_path = self.dir.join(format!("{}.round.conf", tunnel.interface));
-        write_private(&round_path, &wgquick::with_listen_port(&base, port))?;
+        write_private(&round_path, &quick::with_listen_port(&base, port))?;
         let wg = |args: &[&str]| system::run_in(&node.netns, "wg", args, None);
         wg(&["setconf", &tunnel.interface, &round_path.to_string_lossy()])?;
         let on = keepalive.clone().unwrap_or_else(|| "1".into());
@@ -559,8 +560,8 @@ impl Lab {
         interface: &str,
         wg_quick: &str,
     ) -> Result<(), LabError> {
-        let setup = wgquick::split(wg_quick)
-            .map_err(|e| LabError::Render(format!("client config: {e}")))?;
+        let setup =
+            quick::split(wg_quick).map_err(|e| LabError::Render(format!("client config: {e}")))?;
         let conf = self.dir.join(format!("{interface}.conf"));
         write_private(&conf, &setup.setconf)?;
         system::run_in(

@@ -17,7 +17,6 @@ mod names;
 mod netns;
 mod router;
 mod system;
-mod wgquick;
 
 pub mod agent;
 pub mod bench;

@@ -70,6 +70,8 @@ pub enum Command {
     Check(cmd::check::CheckArgs),
     /// Set up a client machine from a peer bundle.
     Client(cmd::client::ClientArgs),
+    /// Name the broken layer between this machine and the AI server, and the fix.
+    Doctor(cmd::doctor::DoctorArgs),
     /// Build the whole system in network namespaces on this Linux machine.
     Lab(cmd::lab::LabArgs),
     /// Bring the lab up, show the matrix and an API call through the tunnel, tear down.

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Server(args) => cmd::server::run(&context, args),
         Command::Check(args) => cmd::check::run(&context, args),
         Command::Client(args) => cmd::client::run(&context, args),
+        Command::Doctor(args) => cmd::doctor::run(&context, args),
         Command::Lab(args) => cmd::lab::run(&context, args),
         Command::Demo(args) => cmd::demo::run(&context, args),
         Command::Completions(args) => cmd::docs::completions(args),

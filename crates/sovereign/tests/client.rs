@@ -198,6 +198,12 @@ fn status_of_an_unreachable_server_exits_1() {
         "{}",
         text(&out.stdout)
     );
+    // It points to the command that finds the broken layer.
+    assert!(
+        text(&out.stdout).contains("sovereign doctor"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod client;
 mod key;
 pub mod plan;
 mod qr;
+pub mod quick;
 mod registry;
 mod store;
 

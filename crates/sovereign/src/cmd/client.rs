@@ -145,6 +145,11 @@ pub fn run(_context: &Context, args: ClientArgs) -> anyhow::Result<Outcome> {
     }
 }
 
+/// What `client status` and `client test` say when they fail: they see that the
+/// server does not answer, doctor finds which layer on the way broke.
+const DOCTOR_HINT: &str =
+    "to find the broken layer (tunnel, route, firewall, server, model, MTU): sovereign doctor";
+
 fn paths(roots: &Roots) -> anyhow::Result<ClientPaths> {
     let home = std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
@@ -301,6 +306,9 @@ fn status(json: bool, roots: &Roots) -> anyhow::Result<Outcome> {
     );
     if json {
         print_json(&report)?;
+        if !report.healthy() {
+            eprintln!("{DOCTOR_HINT}");
+        }
         return Ok(Outcome::from_passed(report.healthy()));
     }
     let t = &report.tunnel;
@@ -329,6 +337,9 @@ fn status(json: bool, roots: &Roots) -> anyhow::Result<Outcome> {
         ),
         (None, Some(error)) => println!("server:    {} NOT reachable: {error}", report.server.url),
         (None, None) => println!("server:    {} NOT reachable", report.server.url),
+    }
+    if !report.healthy() {
+        println!("\n{DOCTOR_HINT}");
     }
     Ok(Outcome::from_passed(report.healthy()))
 }
@@ -364,8 +375,14 @@ fn test(args: TestArgs) -> anyhow::Result<Outcome> {
     let report = sovereign_client::check::run(&options);
     if args.json {
         print_json(&report)?;
+        if !report.passed() {
+            eprintln!("{DOCTOR_HINT}");
+        }
     } else {
         print!("{}", render_table(&report));
+        if !report.passed() {
+            println!("\n{DOCTOR_HINT}");
+        }
     }
     Ok(Outcome::from_passed(report.passed()))
 }

@@ -5,6 +5,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod docs;
+pub mod doctor;
 pub mod init;
 pub mod lab;
 pub mod peer;

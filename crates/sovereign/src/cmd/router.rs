@@ -17,7 +17,7 @@ use crate::context::{Context, Outcome, usage};
 use crate::output::{Table, print_json};
 
 #[path = "router_remote.rs"]
-mod remote;
+pub(crate) mod remote;
 
 #[derive(Debug, clap::Args)]
 pub struct RouterArgs {

@@ -167,7 +167,7 @@ pub fn status(context: &Context, args: StatusArgs) -> anyhow::Result<Outcome> {
 
 /// The ssh transport the flags describe; a named file that is not there is a usage
 /// error here rather than an ssh failure later.
-fn transport(ssh: &SshArgs) -> anyhow::Result<SshTransport> {
+pub(crate) fn transport(ssh: &SshArgs) -> anyhow::Result<SshTransport> {
     let mut target = SshTarget::new(ssh.ssh.clone()).with_port(ssh.port);
     for (flag, file) in [
         ("--identity", &ssh.identity),

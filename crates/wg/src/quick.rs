@@ -1,5 +1,8 @@
-//! Splitting a wg-quick config into what `wg setconf` accepts and what wg-quick
-//! itself would apply with `ip` (addresses, MTU, routes).
+//! Reading wg-quick configs: split one into what `wg setconf` accepts and what
+//! wg-quick itself would apply with `ip` (addresses, MTU, routes), and pick out the
+//! peer's endpoint and key. One reader for the lab (which plays wg-quick in its
+//! namespaces) and `sovereign doctor` (which compares the config with the live
+//! interface).
 
 use ipnet::Ipv4Net;
 
@@ -12,6 +15,10 @@ pub struct ClientSetup {
     pub mtu: Option<u16>,
     /// Every peer's AllowedIPs: the routes wg-quick would add.
     pub routes: Vec<Ipv4Net>,
+    /// The first peer's `Endpoint` (`host:port`), as written.
+    pub endpoint: Option<String>,
+    /// The first peer's `PublicKey` (the router's key in a client config).
+    pub peer_public_key: Option<String>,
 }
 
 /// Keys that only wg-quick understands; `wg setconf` rejects them.
@@ -33,6 +40,8 @@ pub fn split(text: &str) -> Result<ClientSetup, String> {
         addresses: Vec::new(),
         mtu: None,
         routes: Vec::new(),
+        endpoint: None,
+        peer_public_key: None,
     };
     let mut section = String::new();
     for (number, line) in text.lines().enumerate() {
@@ -63,6 +72,12 @@ pub fn split(text: &str) -> Result<ClientSetup, String> {
                 _ => {}
             }
             continue;
+        }
+        if section == "[peer]" && key == "endpoint" && setup.endpoint.is_none() {
+            setup.endpoint = Some(value.to_string());
+        }
+        if section == "[peer]" && key == "publickey" && setup.peer_public_key.is_none() {
+            setup.peer_public_key = Some(value.to_string());
         }
         if section == "[peer]" && key == "allowedips" {
             for item in list() {
@@ -119,6 +134,8 @@ mod tests {
         assert_eq!(s.addresses, ["10.10.10.2/32".parse::<Ipv4Net>().unwrap()]);
         assert_eq!(s.mtu, Some(1420));
         assert_eq!(s.routes.len(), 2);
+        assert_eq!(s.endpoint.as_deref(), Some("192.168.2.90:51820"));
+        assert_eq!(s.peer_public_key.as_deref(), Some("BBBB"));
         assert!(
             !s.setconf.contains("Address")
                 && !s.setconf.contains("MTU")
