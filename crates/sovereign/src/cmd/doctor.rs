@@ -30,6 +30,7 @@ use crate::output::print_json;
     Exit codes: 0 every layer passes, 1 a layer fails, 2 a usage error."
 )]
 pub struct DoctorArgs {
+    /// Print every layer's status and the first failing layer as JSON.
     #[arg(long)]
     pub json: bool,
     /// The server's Ollama URL [default: what `client setup` configured].
