@@ -45,7 +45,7 @@ fn root_and_head_answer_like_ollama() {
     // The connection is still usable after a HEAD (no stray body bytes).
     assert_eq!(
         conn.send("GET", "/api/version", &[], None).json(),
-        json!({ "version": "0.14.0" })
+        json!({ "version": ollama_emulator::DEFAULT_VERSION })
     );
     let missing = conn.send("GET", "/api/nope", &[], None);
     assert_eq!(
