@@ -597,7 +597,24 @@ pub fn parse_body(request: &Request) -> Result<serde_json::Map<String, Value>, S
             "json: cannot unmarshal {} into Go value of type map",
             json_kind(&other)
         )),
-        Err(e) => Err(format!("invalid JSON: {e}")),
+        Err(e) => Err(go_json_error(&request.body, &e)),
+    }
+}
+
+/// encoding/json's wording: a cut-off body is `unexpected EOF` (what gin's
+/// ShouldBindJSON returns and Ollama passes on), a stray byte `invalid character`.
+fn go_json_error(body: &[u8], error: &serde_json::Error) -> String {
+    if error.is_eof() {
+        return "unexpected EOF".into();
+    }
+    let text = String::from_utf8_lossy(body);
+    let at = text
+        .lines()
+        .nth(error.line().saturating_sub(1))
+        .and_then(|line| line.chars().nth(error.column().saturating_sub(1)));
+    match at {
+        Some(c) => format!("invalid character '{c}' looking for beginning of value"),
+        None => format!("invalid JSON: {error}"),
     }
 }
 

@@ -64,7 +64,7 @@ impl Default for EmulatorConfig {
             models: vec![DEFAULT_MODEL.to_string()],
             token_delay: Duration::ZERO,
             extra_origins: Vec::new(),
-            context_length: 4096,
+            context_length: 65_536,
         }
     }
 }

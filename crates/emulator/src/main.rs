@@ -46,7 +46,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     origins: Vec<String>,
     /// Context length reported for loaded models.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 65_536)]
     context_length: u64,
 }
 

@@ -275,7 +275,8 @@ pub fn responses(app: &App, request: &Request, out: &mut Responder<'_>) -> io::R
     let admission = Admission {
         chat: true,
         tools: !prompt.tools.is_empty(),
-        think: think_from_effort(body.get("reasoning").and_then(|r| r.get("effort"))),
+        think: think_from_effort(body.get("reasoning").and_then(|r| r.get("effort")))
+            .filter(|_| app.wire.responses_effort),
         ..Admission::default()
     };
     prompt.think = match app.admit(&model, admission) {

@@ -42,8 +42,13 @@ pub const PROFILES: &[Profile] = &[
     },
     Profile {
         version: "0.15.5",
-        through: "0.23.3",
+        through: "0.21.2",
         change: "message_delta.usage gains input_tokens (anthropic/anthropic.go@v0.15.5 DeltaUsage)",
+    },
+    Profile {
+        version: "0.22.0",
+        through: "0.23.3",
+        change: "/v1/responses reads reasoning.effort (\"none\" turns thinking off); before, Responses requests always got the model's default (openai/responses.go@v0.22.0)",
     },
     Profile {
         version: "0.23.4",
@@ -63,6 +68,8 @@ pub const MESSAGES_SINCE: Version = Version(0, 14, 0);
 pub const FULL_RESPONSE_OBJECT_SINCE: Version = Version(0, 14, 2);
 /// `DeltaUsage.InputTokens`: anthropic/anthropic.go@v0.15.5.
 pub const DELTA_INPUT_TOKENS_SINCE: Version = Version(0, 15, 5);
+/// Responses `reasoning.effort` maps to think: openai/responses.go@v0.22.0.
+pub const RESPONSES_EFFORT_SINCE: Version = Version(0, 22, 0);
 /// Anthropic `thinking: {"type": "disabled"}` maps to think=false: before this the
 /// middleware only read "enabled" (anthropic/anthropic.go@v0.14.0 line 299; the
 /// "disabled" branch appears at v0.23.4).
@@ -75,6 +82,7 @@ pub struct Wire {
     pub messages: bool,
     pub full_response_object: bool,
     pub delta_input_tokens: bool,
+    pub responses_effort: bool,
     pub thinking_disabled: bool,
 }
 
@@ -85,6 +93,7 @@ impl Wire {
             messages: version >= MESSAGES_SINCE,
             full_response_object: version >= FULL_RESPONSE_OBJECT_SINCE,
             delta_input_tokens: version >= DELTA_INPUT_TOKENS_SINCE,
+            responses_effort: version >= RESPONSES_EFFORT_SINCE,
             thinking_disabled: version >= THINKING_DISABLED_SINCE,
         }
     }
@@ -120,8 +129,10 @@ mod tests {
         // The last release of a line still has that line's format.
         for p in PROFILES {
             assert_eq!(
-                Wire::of(Version::parse(p.version).unwrap()).responses,
-                Wire::of(Version::parse(p.through).unwrap()).responses
+                Wire::of(Version::parse(p.version).unwrap()),
+                Wire::of(Version::parse(p.through).unwrap()),
+                "{}",
+                p.version
             );
         }
     }
