@@ -17,7 +17,10 @@ fn emulator() -> Emulator {
 fn status_calls_return_typed_answers() {
     let emulator = emulator();
     let client = Client::new(&emulator.base_url()).unwrap();
-    assert_eq!(client.version().unwrap().version, ollama_emulator::DEFAULT_VERSION);
+    assert_eq!(
+        client.version().unwrap().version,
+        ollama_emulator::DEFAULT_VERSION
+    );
     let tags = client.tags().unwrap();
     assert_eq!(tags.models.len(), 1);
     assert_eq!(tags.models[0].name, "toy:latest");

@@ -182,7 +182,7 @@ fn unreachable_hint(address: &str, error: Error) -> Error {
         Error::Timeout { endpoint, after } => Error::Contract {
             endpoint,
             message: format!(
-                "no answer from {address} within {}: is the tunnel up? run `sovereign doctor`",
+                "timed out: no answer from {address} within {}: is the tunnel up? run `sovereign doctor`",
                 crate::error::format_duration(after)
             ),
         },

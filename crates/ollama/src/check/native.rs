@@ -483,6 +483,7 @@ const MAX_SHOWN: usize = 24;
 fn choose(probe: &Probe<'_>, tags: &TagsResponse) -> Choice {
     let mut choice = Choice::default();
     let mut chat_without_tools = None;
+    let mut show_works = true;
     for listed in tags.models.iter().take(MAX_SHOWN) {
         let name = listed.name.as_str();
         let cloud = listed.remote_host.is_some()
@@ -492,17 +493,25 @@ fn choose(probe: &Probe<'_>, tags: &TagsResponse) -> Choice {
         if cloud {
             continue;
         }
-        let show: Result<ShowResponse, _> = probe.post(
-            "/api/show",
-            &[],
-            &ShowRequest { model: name.into() },
-            "model description",
-        );
-        let Ok(show) = show else { continue };
-        if show.remote_host.is_some() {
+        // A failing /api/show is native.show's to report; here it only means the
+        // capabilities are unknown (and it is not asked again, so a hanging server
+        // costs one timeout, not one per model).
+        let show: Option<ShowResponse> = if show_works {
+            let shown = probe.post(
+                "/api/show",
+                &[],
+                &ShowRequest { model: name.into() },
+                "model description",
+            );
+            show_works = shown.is_ok();
+            shown.ok()
+        } else {
+            None
+        };
+        if show.as_ref().is_some_and(|s| s.remote_host.is_some()) {
             continue;
         }
-        let caps = show.capabilities.unwrap_or_else(|| {
+        let caps = show.and_then(|s| s.capabilities).unwrap_or_else(|| {
             if name.contains("embed") {
                 vec!["embedding".into()]
             } else {
