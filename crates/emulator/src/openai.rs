@@ -368,60 +368,94 @@ pub fn responses(app: &App, request: &Request, out: &mut Responder<'_>) -> io::R
     events.send("response.created", json!({ "response": empty }))?;
     events.send("response.in_progress", json!({ "response": empty }))?;
 
-    let final_output = if let Some((item_id, _, _, arguments)) = &function_call {
-        play_silently(app, &completion, &mut clock);
+    // A thinking model's thoughts come first, as a reasoning item
+    // (ResponsesStreamConverter.processThinking/finishReasoning, openai/responses.go);
+    // the answer's items then start at output_index 1.
+    let mut output = Vec::new();
+    let thinking = completion.thinking();
+    if !thinking.is_empty() {
+        let reasoning_id = format!("rs_{}", app.next_id());
         events.send(
             "response.output_item.added",
-            json!({ "output_index": 0, "item": go_map(function_item("in_progress", "")) }),
+            json!({ "output_index": 0, "item": go_map(json!({ "id": reasoning_id, "type": "reasoning", "summary": [] })) }),
+        )?;
+        play_thinking(app, &completion, &mut clock, |token| {
+            events.send(
+                "response.reasoning_summary_text.delta",
+                json!({ "item_id": reasoning_id, "output_index": 0, "summary_index": 0, "delta": token }),
+            )
+        })?;
+        events.send(
+            "response.reasoning_summary_text.done",
+            json!({ "item_id": reasoning_id, "output_index": 0, "summary_index": 0, "text": thinking }),
+        )?;
+        let item = go_map(json!({
+            "id": reasoning_id, "type": "reasoning",
+            "summary": [{ "type": "summary_text", "text": thinking }], "encrypted_content": thinking,
+        }));
+        events.send(
+            "response.output_item.done",
+            json!({ "output_index": 0, "item": item }),
+        )?;
+        output.push(item);
+    }
+    let index = output.len();
+    if let Some((item_id, _, _, arguments)) = &function_call {
+        play_tokens(app, &completion, &mut clock, |_| Ok(()))?;
+        events.send(
+            "response.output_item.added",
+            json!({ "output_index": index, "item": go_map(function_item("in_progress", "")) }),
         )?;
         events.send(
             "response.function_call_arguments.delta",
-            json!({ "item_id": item_id, "output_index": 0, "delta": arguments }),
+            json!({ "item_id": item_id, "output_index": index, "delta": arguments }),
         )?;
         events.send(
             "response.function_call_arguments.done",
-            json!({ "item_id": item_id, "output_index": 0, "arguments": arguments }),
+            json!({ "item_id": item_id, "output_index": index, "arguments": arguments }),
         )?;
         let done_item = go_map(function_item("completed", arguments));
         events.send(
             "response.output_item.done",
-            json!({ "output_index": 0, "item": done_item }),
+            json!({ "output_index": index, "item": done_item }),
         )?;
-        json!([done_item])
-    } else {
+        output.push(done_item);
+    } else if !completion.text().is_empty() || output.is_empty() {
+        // (A thinking-only answer has no message item: contentStarted stays false.)
         let item_id = shape.item_id.clone();
         events.send(
             "response.output_item.added",
-            json!({ "output_index": 0, "item": go_map(message_item("in_progress", json!([]))) }),
+            json!({ "output_index": index, "item": go_map(message_item("in_progress", json!([]))) }),
         )?;
         events.send(
             "response.content_part.added",
-            json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "part": go_map(output_text("")) }),
+            json!({ "item_id": item_id, "output_index": index, "content_index": 0, "part": go_map(output_text("")) }),
         )?;
         play_tokens(app, &completion, &mut clock, |token| {
             events.send(
                 "response.output_text.delta",
-                with_logprobs(json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "delta": token })),
+                with_logprobs(json!({ "item_id": item_id, "output_index": index, "content_index": 0, "delta": token })),
             )
         })?;
         let text = completion.text();
         events.send(
             "response.output_text.done",
             with_logprobs(
-                json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "text": text }),
+                json!({ "item_id": item_id, "output_index": index, "content_index": 0, "text": text }),
             ),
         )?;
         events.send(
             "response.content_part.done",
-            json!({ "item_id": item_id, "output_index": 0, "content_index": 0, "part": go_map(output_text(&text)) }),
+            json!({ "item_id": item_id, "output_index": index, "content_index": 0, "part": go_map(output_text(&text)) }),
         )?;
         let done_item = go_map(message_item("completed", json!([output_text(&text)])));
         events.send(
             "response.output_item.done",
-            json!({ "output_index": 0, "item": done_item }),
+            json!({ "output_index": index, "item": done_item }),
         )?;
-        json!([done_item])
-    };
+        output.push(done_item);
+    }
+    let final_output = Value::Array(output);
     let completed = shape.streamed("completed", final_output, usage, Some(time::unix_now()));
     events.send("response.completed", json!({ "response": completed }))?;
     writer.finish()

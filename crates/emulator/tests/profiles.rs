@@ -304,3 +304,37 @@ fn v1_completions_fill_in_the_middle_with_suffix() {
     assert!(chunks.len() > 2);
     assert!(streamed.text().ends_with("data: [DONE]\n\n"));
 }
+
+#[test]
+fn a_thinking_model_streams_a_reasoning_item_first_in_responses() {
+    let emulator = start(config("0.32.15", &["qwen3:8b"]));
+    let mut conn = Connection::open(&emulator);
+    let body = json!({ "model": "qwen3:8b", "input": "hi", "stream": true });
+    let events = sse_data(&post(&mut conn, "/v1/responses", body.clone()));
+    let first_added = event(&events, "response.output_item.added");
+    assert_eq!(first_added["item"]["type"], "reasoning");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "response.reasoning_summary_text.delta")
+    );
+    assert_eq!(
+        event(&events, "response.output_text.delta")["output_index"],
+        1
+    );
+    let output = &event(&events, "response.completed")["response"]["output"];
+    assert_eq!(output[0]["type"], "reasoning");
+    assert_eq!(output[1]["type"], "message");
+    // reasoning.effort "none" is read from 0.22.0 (openai/responses.go@v0.22.0).
+    let mut quiet = body;
+    quiet["reasoning"] = json!({ "effort": "none" });
+    for (version, thinks) in [("0.21.2", true), ("0.22.0", false)] {
+        let emulator = start(config(version, &["qwen3:8b"]));
+        let mut conn = Connection::open(&emulator);
+        let events = sse_data(&post(&mut conn, "/v1/responses", quiet.clone()));
+        let reasoned = events
+            .iter()
+            .any(|e| e["type"] == "response.reasoning_summary_text.delta");
+        assert_eq!(reasoned, thinks, "{version}");
+    }
+}

@@ -30,7 +30,8 @@ use probe::Probe;
 pub struct CheckOptions {
     /// Server base URL: `host`, `host:port` or `http://host:port`.
     pub url: String,
-    /// Model for generations; `None` uses the first model the server lists.
+    /// Model for generations; `None` picks the first local chat model by its
+    /// `/api/show` capabilities (never an embedding-only or cloud model).
     pub model: Option<String>,
     /// Budget for one request, a streamed body included. A cold model load counts.
     pub request_timeout: Duration,
