@@ -332,9 +332,12 @@ impl Handler for App {
                         "Access-Control-Allow-Methods",
                         "GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS",
                     );
+                    // corsConfig.AllowHeaders, the same at every tag from v0.13.0 to
+                    // v0.32.15 (server/routes.go). Anthropic's x-api-key and
+                    // anthropic-version are not in it: a browser preflight for them fails.
                     out.add_header(
                         "Access-Control-Allow-Headers",
-                        "Authorization,Content-Type,User-Agent,Accept,X-Requested-With,OpenAI-Beta,x-stainless-arch,x-stainless-os,x-stainless-async,x-stainless-lang,x-stainless-package-version,x-stainless-runtime,x-stainless-runtime-version,x-stainless-retry-count,x-stainless-timeout,x-api-key,anthropic-version",
+                        "Authorization,Content-Type,User-Agent,Accept,X-Requested-With,OpenAI-Beta,x-stainless-arch,x-stainless-async,x-stainless-custom-poll-interval,x-stainless-helper-method,x-stainless-lang,x-stainless-os,x-stainless-package-version,x-stainless-poll-helper,x-stainless-retry-count,x-stainless-runtime,x-stainless-runtime-version,x-stainless-timeout",
                     );
                     out.add_header("Access-Control-Max-Age", "43200");
                     return out.send(204, None, b"");
