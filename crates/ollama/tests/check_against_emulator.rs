@@ -453,3 +453,21 @@ fn a_short_context_fails_naming_the_setting() {
     }
     assert_eq!(failures(&report).len(), 1, "{:#?}", failures(&report));
 }
+
+#[test]
+fn an_embedding_model_named_with_model_fails_once_and_still_embeds() {
+    let emulator = start(with_embeddings());
+    let mut opts = options(emulator.base_url());
+    opts.model = Some("nomic-embed-text".into());
+    let report = check::run(&opts);
+    match outcome(&report, "native.show") {
+        Outcome::Fail { reason } => assert!(reason.contains("cannot chat"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        outcome(&report, "native.chat"),
+        Outcome::Skip { .. }
+    ));
+    assert_eq!(outcome(&report, "native.embed"), &Outcome::Pass);
+    assert_eq!(failures(&report).len(), 1, "{:#?}", failures(&report));
+}

@@ -85,6 +85,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
     // Even when the listing failed, an explicitly named model can still be exercised.
     runner.probe.model = model.or(wanted);
 
+    let mut cannot_chat = false;
     let capabilities = runner.check(
         "native.show",
         Family::Native,
@@ -112,10 +113,29 @@ pub(super) fn run(runner: &mut Runner<'_>) {
             }
             if let Some(capabilities) = &show.capabilities {
                 detail.push_str(&format!(", capabilities {}", capabilities.join("/")));
+                if !capabilities.iter().any(|c| c == "completion") {
+                    // Only an explicit --model gets here: the choice skips these.
+                    cannot_chat = true;
+                    return Err(contract(
+                        "POST /api/show",
+                        format!(
+                            "{} cannot chat or generate (capabilities {}): pass a chat model with --model",
+                            probe.model(),
+                            capabilities.join("/")
+                        ),
+                    ));
+                }
             }
             Ok((Passed::detail(detail), show.capabilities))
         },
     );
+    if cannot_chat {
+        // Nothing to generate with; an embedding model still serves the embeddings checks.
+        let model = runner.probe.model.take();
+        if runner.probe.embedding_model.is_none() {
+            runner.probe.embedding_model = model;
+        }
+    }
     let capabilities = capabilities.flatten();
     let has = |name: &str| capabilities.as_ref().map(|c| c.iter().any(|c| c == name));
     runner.supports_tools = has("tools");
