@@ -337,6 +337,16 @@ fn every_profile_passes_with_every_kind_of_model_installed() {
                 &Outcome::Pass,
                 "{version}"
             );
+            // think: false took effect: a thinking qwen3 would spend all 32 tokens
+            // thinking and stop with "length".
+            for id in ["native.chat", "native.generate"] {
+                let check = report.checks.iter().find(|c| c.id == id).unwrap();
+                assert_eq!(
+                    check.detail.as_deref(),
+                    Some("done_reason stop"),
+                    "{id} at {version}"
+                );
+            }
         }
     }
 }
