@@ -481,3 +481,28 @@ fn an_embedding_model_named_with_model_fails_once_and_still_embeds() {
     assert_eq!(outcome(&report, "native.embed"), &Outcome::Pass);
     assert_eq!(failures(&report).len(), 1, "{:#?}", failures(&report));
 }
+
+#[test]
+fn a_very_old_server_skips_embeddings_and_schemas_by_version() {
+    let emulator = start(EmulatorConfig {
+        version: "0.2.0".into(),
+        ..with_embeddings()
+    });
+    let report = check::run(&options(emulator.base_url()));
+    assert!(report.passed(), "{:#?}", failures(&report));
+    for id in [
+        "native.embed",
+        "openai.embeddings",
+        "native.chat.schema",
+        "openai.chat.schema",
+        "openai.completions.suffix",
+        "native.context",
+    ] {
+        match outcome(&report, id) {
+            Outcome::Skip { reason } => {
+                assert!(reason.contains("not available in 0.2.0"), "{id}: {reason}")
+            }
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+}

@@ -15,7 +15,7 @@ use crate::types::native::{
     EmbeddingsResponse, GenerateRequest, GenerateResponse, KeepAlive, Metrics, PsResponse,
     ShowRequest, ShowResponse, TagsResponse,
 };
-use crate::version::OllamaVersion;
+use crate::version::{EMBED_SINCE, OllamaVersion, SCHEMA_SINCE};
 
 /// `think` in api.GenerateRequest/ChatRequest (api/types.go@v0.9.0).
 static THINK_SINCE: OllamaVersion = OllamaVersion::new(0, 9, 0);
@@ -262,7 +262,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         "native.chat.schema",
         Family::Native,
         "POST /api/chat with a JSON schema as format yields a matching object",
-        Needs::MODEL,
+        Needs::MODEL.since(&SCHEMA_SINCE, "a JSON schema as format"),
         |probe| {
             let endpoint = "POST /api/chat";
             let mut body = chat_request(probe, probe.roomy_tokens(), false);
@@ -279,7 +279,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         "native.embed",
         Family::Native,
         "POST /api/embed embeds a batch with the embedding model",
-        Needs::EMBEDDING,
+        Needs::EMBEDDING.since(&EMBED_SINCE, "/api/embed"),
         |probe| {
             let endpoint = "POST /api/embed";
             let model = probe.embedding_model.clone().unwrap_or_default();

@@ -17,7 +17,7 @@ use crate::types::openai::{
     EmbeddingList, EmbeddingRequest, FunctionCall, Message, Model, ModelList, OutputItem, Response,
     ResponseFormat, ResponsesEvent, ResponsesRequest, StreamOptions, Tool, ToolCall, ToolFunction,
 };
-use crate::version::{OllamaVersion, RESPONSES_SINCE};
+use crate::version::{EMBED_SINCE, OllamaVersion, RESPONSES_SINCE, SCHEMA_SINCE};
 
 const SSE: &str = "text/event-stream";
 pub(crate) const TOOL_NAME: &str = "get_current_time";
@@ -301,7 +301,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         "openai.chat.schema",
         Family::OpenAi,
         "response_format json_schema yields an object matching the schema",
-        Needs::MODEL,
+        Needs::MODEL.since(&SCHEMA_SINCE, "response_format json_schema"),
         |probe| {
             let endpoint = "POST /v1/chat/completions";
             let mut request = chat(probe, probe.roomy_tokens());
@@ -437,7 +437,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         "openai.completions.suffix",
         Family::OpenAi,
         "POST /v1/completions with a suffix (fill-in-the-middle, editor autocomplete)",
-        Needs::INSERT,
+        Needs::INSERT.since(&EMBED_SINCE, "suffix on /v1/completions"),
         |probe| {
             let endpoint = "POST /v1/completions";
             let completion: Completion = probe.post(
@@ -480,7 +480,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         "openai.embeddings",
         Family::OpenAi,
         "POST /v1/embeddings embeds a batch with the embedding model",
-        Needs::EMBEDDING,
+        Needs::EMBEDDING.since(&EMBED_SINCE, "/v1/embeddings"),
         |probe| {
             let endpoint = "POST /v1/embeddings";
             let model = probe.embedding_model.clone().unwrap_or_default();
