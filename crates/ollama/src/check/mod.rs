@@ -193,6 +193,12 @@ fn unreachable_hint(address: &str, error: Error) -> Error {
                 "{message} ({address}): is Ollama running there and the tunnel up? run `sovereign doctor`"
             ),
         },
+        Error::Transport { endpoint, message } if message.contains("lookup") => Error::Transport {
+            endpoint,
+            message: format!(
+                "{message}: cannot resolve {address}; check the server address (--url, sovereign.toml)"
+            ),
+        },
         other => other,
     }
 }
@@ -425,4 +431,46 @@ fn summarize(checks: &[CheckResult]) -> Summary {
 
 pub(crate) fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_hints_name_the_layer() {
+        let endpoint = || "GET /api/version".to_string();
+        let timeout = unreachable_hint(
+            "10.0.0.2:11434",
+            Error::Timeout {
+                endpoint: endpoint(),
+                after: HEALTH_TIMEOUT,
+            },
+        );
+        let text = timeout.to_string();
+        assert!(
+            text.contains("no answer from 10.0.0.2:11434 within 3.0s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tunnel") && text.contains("sovereign doctor"),
+            "{text}"
+        );
+        let refused = unreachable_hint(
+            "10.0.0.2:11434",
+            Error::Connect {
+                endpoint: endpoint(),
+                message: "Connection refused".into(),
+            },
+        );
+        assert!(refused.to_string().contains("is Ollama running there"));
+        let lookup = unreachable_hint(
+            "nas:11434",
+            Error::Transport {
+                endpoint: endpoint(),
+                message: "io: failed to lookup address information".into(),
+            },
+        );
+        assert!(lookup.to_string().contains("cannot resolve nas:11434"));
+    }
 }
