@@ -19,7 +19,7 @@ def test_list_show_and_version_shapes(client):
     assert models[0].details.family == "toy"
     shown = client.show(MODEL)
     assert "tools" in shown.capabilities
-    assert shown.modelinfo["toy.context_length"] == 4096
+    assert shown.modelinfo["toy.context_length"] == 65536
 
 
 def test_chat(client):

@@ -6,8 +6,8 @@ use std::io;
 use serde_json::{Map, Value, json};
 
 use crate::app::{
-    App, ConversationBuilder, GenerationClock, KeepAlive, content_text, parse_body, parse_tools,
-    play_silently, play_tokens, send_json, send_sse_event,
+    Admission, App, ConversationBuilder, GenerationClock, KeepAlive, content_text, parse_body,
+    parse_tools, play_silently, play_thinking, play_tokens, send_json, send_sse_event,
 };
 use crate::http::{Request, Responder};
 use crate::native::model_not_found;
@@ -49,13 +49,36 @@ pub fn messages(app: &App, request: &Request, out: &mut Responder<'_>) -> io::Re
     if body.get("max_tokens").and_then(Value::as_i64).unwrap_or(0) <= 0 {
         return error(app, out, 400, "max_tokens is required and must be positive");
     }
-    let prompt = match messages_prompt(&body) {
+    let mut prompt = match messages_prompt(&body) {
         Ok(p) => p,
         Err(e) => return error(app, out, 400, &e),
     };
     if app.with_model(model, |_| ()).is_none() {
         return error(app, out, 404, &model_not_found(model));
     }
+    // FromMessagesRequest: "enabled" turns thinking on at every version; "disabled"
+    // turns it off only from v0.23.4 (before, the model's default applied).
+    let think = match body
+        .get("thinking")
+        .and_then(|t| t.get("type"))
+        .and_then(Value::as_str)
+    {
+        Some("enabled") => Some(true),
+        Some("disabled") if app.wire.thinking_disabled => Some(false),
+        _ => None,
+    };
+    let admission = Admission {
+        chat: true,
+        tools: !prompt.tools.is_empty(),
+        // The middleware marks requests "relax_thinking": thinking asked of a model
+        // without it is dropped, not refused (server/routes.go@v0.32.15).
+        think: think.filter(|t| !*t || app.with_model(model, |m| m.kind.thinking) == Some(true)),
+        ..Admission::default()
+    };
+    prompt.think = match app.admit(model, admission) {
+        Ok(t) => t,
+        Err((status, message)) => return error(app, out, status, &message),
+    };
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let completion = toy::complete(&prompt);
     let mut clock = GenerationClock::start();
@@ -78,13 +101,19 @@ pub fn messages(app: &App, request: &Request, out: &mut Responder<'_>) -> io::Re
 
     if !stream {
         play_silently(app, &completion, &mut clock);
-        let content = match &tool_use {
-            Some((tool_id, name, input)) => {
-                json!([{ "type": "tool_use", "id": tool_id, "name": name, "input": input }])
-            }
-            None if completion.text().is_empty() => json!([]),
-            None => json!([{ "type": "text", "text": completion.text() }]),
-        };
+        let mut content = Vec::new();
+        if !completion.thinking().is_empty() {
+            content.push(
+                json!({ "type": "thinking", "thinking": completion.thinking(), "signature": "" }),
+            );
+        }
+        match &tool_use {
+            Some((tool_id, name, input)) => content
+                .push(json!({ "type": "tool_use", "id": tool_id, "name": name, "input": input })),
+            None if completion.text().is_empty() => {}
+            None => content.push(json!({ "type": "text", "text": completion.text() })),
+        }
+        let content = json!(content);
         return send_json(
             out,
             200,
@@ -126,6 +155,31 @@ pub fn messages(app: &App, request: &Request, out: &mut Responder<'_>) -> io::Re
             &json!({ "type": "content_block_stop", "index": 0 }),
         )?;
     } else {
+        let mut index = 0;
+        let mut thinking_open = false;
+        play_thinking(app, &completion, &mut clock, |token| {
+            if !thinking_open {
+                thinking_open = true;
+                send_sse_event(
+                    &mut writer,
+                    "content_block_start",
+                    &json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "thinking", "thinking": "" } }),
+                )?;
+            }
+            send_sse_event(
+                &mut writer,
+                "content_block_delta",
+                &json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "thinking_delta", "thinking": token } }),
+            )
+        })?;
+        if thinking_open {
+            send_sse_event(
+                &mut writer,
+                "content_block_stop",
+                &json!({ "type": "content_block_stop", "index": 0 }),
+            )?;
+            index = 1;
+        }
         let mut started = false;
         play_tokens(app, &completion, &mut clock, |token| {
             if !started {
@@ -133,30 +187,37 @@ pub fn messages(app: &App, request: &Request, out: &mut Responder<'_>) -> io::Re
                 send_sse_event(
                     &mut writer,
                     "content_block_start",
-                    &json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "text", "text": "" } }),
+                    &json!({ "type": "content_block_start", "index": index, "content_block": { "type": "text", "text": "" } }),
                 )?;
             }
             send_sse_event(
                 &mut writer,
                 "content_block_delta",
-                &json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": token } }),
+                &json!({ "type": "content_block_delta", "index": index, "delta": { "type": "text_delta", "text": token } }),
             )
         })?;
         if started {
             send_sse_event(
                 &mut writer,
                 "content_block_stop",
-                &json!({ "type": "content_block_stop", "index": 0 }),
+                &json!({ "type": "content_block_stop", "index": index }),
             )?;
         }
     }
+    // DeltaUsage has input_tokens from v0.15.5 (anthropic/anthropic.go); before,
+    // output_tokens only.
+    let delta_usage = if app.wire.delta_input_tokens {
+        json!({ "input_tokens": input_tokens, "output_tokens": output_tokens })
+    } else {
+        json!({ "output_tokens": output_tokens })
+    };
     send_sse_event(
         &mut writer,
         "message_delta",
         &json!({
             "type": "message_delta",
             "delta": { "stop_reason": stop_reason },
-            "usage": { "input_tokens": input_tokens, "output_tokens": output_tokens },
+            "usage": delta_usage,
         }),
     )?;
     send_sse_event(

@@ -11,14 +11,10 @@ use serde_json::{Value, json};
 
 use crate::cors::{self, OriginVerdict};
 use crate::http::{Handler, Request, Responder, Stream};
+use crate::profile::Wire;
 use crate::toy::{self, Completion, OutputFormat, Prompt, ToolSpec};
 use crate::{EmulatorConfig, time};
 use crate::{anthropic, native, openai};
-
-/// The version that added `/v1/responses`.
-pub const RESPONSES_SINCE: Version = Version(0, 13, 3);
-/// The version that added `/v1/messages`.
-pub const MESSAGES_SINCE: Version = Version(0, 14, 0);
 
 const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(300);
 
@@ -58,6 +54,111 @@ pub struct ModelEntry {
     pub digest: String,
     pub size: u64,
     pub modified: SystemTime,
+    pub kind: ModelKind,
+}
+
+/// What a model can do, as `/api/show` reports it in `capabilities`
+/// (types/model/capability.go).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ModelKind {
+    pub completion: bool,
+    pub tools: bool,
+    pub insert: bool,
+    pub vision: bool,
+    pub thinking: bool,
+    pub embedding: bool,
+    /// A cloud model (`*-cloud`): listed with `remote_host`, generated upstream.
+    pub cloud: bool,
+}
+
+impl ModelKind {
+    const CHAT: ModelKind = ModelKind {
+        completion: true,
+        tools: true,
+        insert: true,
+        vision: false,
+        thinking: false,
+        embedding: false,
+        cloud: false,
+    };
+
+    /// The kind a model name suggests, like the families people pull: `*embed*` is
+    /// embedding-only; qwen3, deepseek-r1, gpt-oss and `*think*` think by default;
+    /// llava and `*vision*` see images; `*-cloud` runs upstream; `*notools*` (and
+    /// old families such as llama2, gemma2) chat without tools. Anything else is a
+    /// chat model with tools and fill-in-the-middle (`insert`).
+    pub fn from_name(name: &str) -> ModelKind {
+        let n = name.to_ascii_lowercase();
+        let has = |words: &[&str]| words.iter().any(|w| n.contains(w));
+        let mut kind = ModelKind::CHAT;
+        if has(&["embed", "minilm", "bge-"]) {
+            return ModelKind {
+                embedding: true,
+                ..ModelKind::default()
+            };
+        }
+        if has(&["qwen3", "deepseek-r1", "gpt-oss", "think"]) {
+            kind.thinking = true;
+            kind.insert = false;
+        }
+        if has(&["deepseek-r1"]) {
+            kind.tools = false;
+        }
+        if has(&["llava", "vision", "-vl"]) {
+            kind.vision = true;
+        }
+        if has(&["notools", "llama2", "gemma2"]) {
+            kind.tools = false;
+            kind.insert = false;
+        }
+        kind.cloud = n.ends_with("-cloud") || n.ends_with(":cloud");
+        kind
+    }
+
+    /// `NAME=cap+cap` sets the capabilities explicitly (`completion`, `tools`,
+    /// `insert`, `vision`, `thinking`, `embedding`, `cloud`).
+    pub fn parse_spec(spec: &str) -> Result<(String, ModelKind), String> {
+        let Some((name, caps)) = spec.split_once('=') else {
+            return Ok((spec.to_string(), ModelKind::from_name(spec)));
+        };
+        let mut kind = ModelKind::default();
+        for cap in caps.split('+').map(str::trim).filter(|c| !c.is_empty()) {
+            match cap {
+                "completion" => kind.completion = true,
+                "tools" => kind.tools = true,
+                "insert" => kind.insert = true,
+                "vision" => kind.vision = true,
+                "thinking" => kind.thinking = true,
+                "embedding" => kind.embedding = true,
+                "cloud" => kind.cloud = true,
+                other => {
+                    return Err(format!(
+                        "model {name:?}: unknown capability {other:?} (completion, tools, insert, vision, thinking, embedding, cloud)"
+                    ));
+                }
+            }
+        }
+        Ok((name.to_string(), kind))
+    }
+
+    /// The `capabilities` list in `/api/show`, in Ollama's order (server/images.go
+    /// `Capabilities`: completion, then tools/insert/vision/thinking as found).
+    pub fn capabilities(self) -> Vec<&'static str> {
+        let mut caps = Vec::new();
+        for (on, name) in [
+            (self.embedding, "embedding"),
+            (self.completion, "completion"),
+            (self.tools, "tools"),
+            (self.insert, "insert"),
+            (self.vision, "vision"),
+            (self.thinking, "thinking"),
+        ] {
+            if on {
+                caps.push(name);
+            }
+        }
+        caps
+    }
 }
 
 struct LoadedModel {
@@ -68,7 +169,7 @@ struct LoadedModel {
 
 pub struct App {
     pub config: EmulatorConfig,
-    pub version: Version,
+    pub wire: Wire,
     models: Mutex<Vec<ModelEntry>>,
     loaded: Mutex<BTreeMap<String, LoadedModel>>,
     ids: AtomicU64,
@@ -83,13 +184,19 @@ impl App {
         let models = config
             .models
             .iter()
-            .map(|name| model_entry(&normalize_name(name), now))
+            .map(|spec| {
+                let (name, kind) = ModelKind::parse_spec(spec)
+                    .unwrap_or_else(|_| (spec.clone(), ModelKind::from_name(spec)));
+                let mut entry = model_entry(&normalize_name(&name), now);
+                entry.kind = kind;
+                entry
+            })
             .collect();
         let mut allowed_origins = cors::default_origins();
         allowed_origins.extend(config.extra_origins.iter().cloned());
         App {
             config,
-            version,
+            wire: Wire::of(version),
             models: Mutex::new(models),
             loaded: Mutex::new(BTreeMap::new()),
             ids: AtomicU64::new(1),
@@ -188,7 +295,7 @@ impl App {
                         "model": m.name,
                         "size": m.size,
                         "digest": m.digest,
-                        "details": model_details(),
+                        "details": model_details(m.kind),
                         "expires_at": time::rfc3339(expires),
                         "size_vram": m.size,
                         "context_length": state.context_length,
@@ -225,9 +332,12 @@ impl Handler for App {
                         "Access-Control-Allow-Methods",
                         "GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS",
                     );
+                    // corsConfig.AllowHeaders, the same at every tag from v0.13.0 to
+                    // v0.32.15 (server/routes.go). Anthropic's x-api-key and
+                    // anthropic-version are not in it: a browser preflight for them fails.
                     out.add_header(
                         "Access-Control-Allow-Headers",
-                        "Authorization,Content-Type,User-Agent,Accept,X-Requested-With,OpenAI-Beta,x-stainless-arch,x-stainless-os,x-stainless-async,x-stainless-lang,x-stainless-package-version,x-stainless-runtime,x-stainless-runtime-version,x-stainless-retry-count,x-stainless-timeout,x-api-key,anthropic-version",
+                        "Authorization,Content-Type,User-Agent,Accept,X-Requested-With,OpenAI-Beta,x-stainless-arch,x-stainless-async,x-stainless-custom-poll-interval,x-stainless-helper-method,x-stainless-lang,x-stainless-os,x-stainless-package-version,x-stainless-poll-helper,x-stainless-retry-count,x-stainless-runtime,x-stainless-runtime-version,x-stainless-timeout",
                     );
                     out.add_header("Access-Control-Max-Age", "43200");
                     return out.send(204, None, b"");
@@ -244,6 +354,7 @@ impl App {
         let method = request.method.as_str();
         let path = request.path.trim_end_matches('/');
         let read = matches!(method, "GET" | "HEAD");
+        let wire = self.wire;
         match (method, path) {
             (_, "") if read => {
                 out.send(200, Some("text/plain; charset=utf-8"), b"Ollama is running")
@@ -256,22 +367,58 @@ impl App {
             ("POST", "/api/show") => native::show(self, request, out),
             ("POST", "/api/generate") => native::generate(self, request, out),
             ("POST", "/api/chat") => native::chat(self, request, out),
+            ("POST", "/api/embed") => native::embed(self, request, out),
+            ("POST", "/api/embeddings") => native::embeddings(self, request, out),
             ("POST", "/api/pull") => native::pull(self, request, out),
             ("DELETE", "/api/delete") => native::delete(self, request, out),
             ("GET", "/v1/models") => openai::list_models(self, out),
-            ("GET", p) if p.starts_with("/v1/models/") => {
+            // gin's `/v1/models/:model` matches one path segment, so `user/model`
+            // and `hf.co/...` fall through to the 404 below (server/routes.go).
+            ("GET", p)
+                if p.starts_with("/v1/models/") && !p["/v1/models/".len()..].contains('/') =>
+            {
                 openai::retrieve_model(self, &percent_decode(&p["/v1/models/".len()..]), out)
             }
             ("POST", "/v1/chat/completions") => openai::chat_completions(self, request, out),
-            ("POST", "/v1/responses") if self.version >= RESPONSES_SINCE => {
-                openai::responses(self, request, out)
+            ("POST", "/v1/completions") => openai::completions(self, request, out),
+            ("POST", "/v1/embeddings") => openai::embeddings(self, request, out),
+            ("POST", "/v1/responses") if wire.responses => openai::responses(self, request, out),
+            ("POST", "/v1/messages") if wire.messages => anthropic::messages(self, request, out),
+            // gin with HandleMethodNotAllowed = true (server/routes.go, every tag
+            // since v0.1): a known path with another method is a plain-text 405.
+            (_, p) if self.route_exists(p) => {
+                out.send(405, Some("text/plain"), b"405 method not allowed")
             }
-            ("POST", "/v1/messages") if self.version >= MESSAGES_SINCE => {
-                anthropic::messages(self, request, out)
-            }
-            // gin answers unknown routes (and wrong methods) with this plain-text 404.
+            // gin answers unknown routes with this plain-text 404.
             _ => out.send(404, Some("text/plain"), b"404 page not found"),
         }
+    }
+
+    /// Whether some method serves `path` in this version.
+    fn route_exists(&self, path: &str) -> bool {
+        let fixed = [
+            "",
+            "/api/version",
+            "/api/tags",
+            "/api/ps",
+            "/api/show",
+            "/api/generate",
+            "/api/chat",
+            "/api/embed",
+            "/api/embeddings",
+            "/api/pull",
+            "/api/delete",
+            "/v1/models",
+            "/v1/chat/completions",
+            "/v1/completions",
+            "/v1/embeddings",
+        ];
+        fixed.contains(&path)
+            || (path == "/v1/responses" && self.wire.responses)
+            || (path == "/v1/messages" && self.wire.messages)
+            || path
+                .strip_prefix("/v1/models/")
+                .is_some_and(|m| !m.is_empty() && !m.contains('/'))
     }
 }
 
@@ -414,6 +561,7 @@ pub fn play_tokens(
 
 /// A completion generated without streaming still takes generation time.
 pub fn play_silently(app: &App, completion: &Completion, clock: &mut GenerationClock) {
+    let _ = play_thinking(app, completion, clock, |_| Ok(()));
     let _ = play_tokens(app, completion, clock, |_| Ok(()));
 }
 
@@ -452,7 +600,24 @@ pub fn parse_body(request: &Request) -> Result<serde_json::Map<String, Value>, S
             "json: cannot unmarshal {} into Go value of type map",
             json_kind(&other)
         )),
-        Err(e) => Err(format!("invalid JSON: {e}")),
+        Err(e) => Err(go_json_error(&request.body, &e)),
+    }
+}
+
+/// encoding/json's wording: a cut-off body is `unexpected EOF` (what gin's
+/// ShouldBindJSON returns and Ollama passes on), a stray byte `invalid character`.
+fn go_json_error(body: &[u8], error: &serde_json::Error) -> String {
+    if error.is_eof() {
+        return "unexpected EOF".into();
+    }
+    let text = String::from_utf8_lossy(body);
+    let at = text
+        .lines()
+        .nth(error.line().saturating_sub(1))
+        .and_then(|line| line.chars().nth(error.column().saturating_sub(1)));
+    match at {
+        Some(c) => format!("invalid character '{c}' looking for beginning of value"),
+        None => format!("invalid JSON: {error}"),
     }
 }
 
@@ -542,16 +707,102 @@ impl ConversationBuilder {
             tools,
             format,
             max_tokens,
+            think: false,
         }
     }
 }
 
-pub fn model_details() -> Value {
+/// What a request asks of its model, for [`App::admit`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Admission {
+    /// `/api/chat` (and what is built on it) rather than `/api/generate`.
+    pub chat: bool,
+    pub tools: bool,
+    /// A `suffix` (fill-in-the-middle) was sent.
+    pub insert: bool,
+    /// The request's think value: `None` leaves the model's default.
+    pub think: Option<bool>,
+}
+
+/// Why a model cannot serve a request: (HTTP status, Ollama's error text).
+pub type Refusal = (u16, String);
+
+impl App {
+    /// Checks a generation request against the model's capabilities like
+    /// ChatHandler/GenerateHandler (server/routes.go@v0.32.15: "%q does not support
+    /// chat|generate|thinking", CheckCapabilities' "NAME does not support tools") and
+    /// returns whether the model will think.
+    pub fn admit(&self, model: &str, wanted: Admission) -> Result<bool, Refusal> {
+        let Some(kind) = self.with_model(model, |m| m.kind) else {
+            return Err((404, crate::native::model_not_found(model)));
+        };
+        if !kind.completion {
+            let what = if wanted.chat { "chat" } else { "generate" };
+            return Err((400, format!("{model:?} does not support {what}")));
+        }
+        if kind.cloud {
+            // Cloud models run on ollama.com, which a test double never reaches
+            // (cloudErrRemoteInferenceUnavailable, server/routes.go@v0.32.15).
+            return Err((502, "remote model is unavailable".into()));
+        }
+        let full = normalize_name(model);
+        if wanted.tools && !kind.tools {
+            return Err((400, format!("{full} does not support tools")));
+        }
+        if wanted.insert && !kind.insert {
+            return Err((400, format!("{full} does not support insert")));
+        }
+        if wanted.think == Some(true) && !kind.thinking {
+            return Err((400, format!("{model:?} does not support thinking")));
+        }
+        Ok(wanted.think.unwrap_or(kind.thinking) && kind.thinking)
+    }
+}
+
+/// Plays the thinking part of a completion token by token.
+pub fn play_thinking(
+    app: &App,
+    completion: &Completion,
+    clock: &mut GenerationClock,
+    mut emit: impl FnMut(&str) -> io::Result<()>,
+) -> io::Result<()> {
+    if let Completion::Text { thinking, .. } = completion {
+        for token in thinking {
+            app.pace_token();
+            clock.token();
+            emit(token)?;
+        }
+    }
+    Ok(())
+}
+
+/// The native `think` value: a bool, or a level ("low", "medium", "high") that
+/// means thinking on (api/types.go ThinkValue).
+pub fn think_value(value: Option<&Value>) -> Option<bool> {
+    match value? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => Some(!s.is_empty()),
+        _ => None,
+    }
+}
+
+/// OpenAI's `reasoning_effort`: "none" turns thinking off, any other effort on
+/// (openai/openai.go thinkFromReasoningEffort).
+pub fn think_from_effort(effort: Option<&Value>) -> Option<bool> {
+    match effort?.as_str()? {
+        "" => None,
+        "none" => Some(false),
+        _ => Some(true),
+    }
+}
+
+pub fn model_details(kind: ModelKind) -> Value {
+    let family = if kind.embedding { "toybert" } else { "toy" };
     json!({
         "parent_model": "",
         "format": "gguf",
-        "family": "toy",
-        "families": ["toy"],
+        "family": family,
+        "families": [family],
         "parameter_size": "1M",
         "quantization_level": "Q4_0",
     })
@@ -580,6 +831,7 @@ fn model_entry(name: &str, modified: SystemTime) -> ModelEntry {
         digest,
         size: 1_000_000 + toy::fnv1a(name.as_bytes()) % 1_000_000,
         modified,
+        kind: ModelKind::from_name(name),
     }
 }
 
@@ -612,11 +864,26 @@ mod tests {
 
     #[test]
     fn versions_gate_strictly() {
+        use crate::profile::{MESSAGES_SINCE, RESPONSES_SINCE};
         assert!(Version::parse("0.14.0").unwrap() >= MESSAGES_SINCE);
         assert!(Version::parse("0.14.0-rc1").unwrap() < MESSAGES_SINCE);
         assert!(Version::parse("0.13.3").unwrap() >= RESPONSES_SINCE);
         assert!(Version::parse("0.13.0").unwrap() < RESPONSES_SINCE);
         assert_eq!(Version::parse("garbage"), None);
+    }
+
+    #[test]
+    fn model_kinds_from_names_and_specs() {
+        assert!(ModelKind::from_name("nomic-embed-text:latest").embedding);
+        assert!(!ModelKind::from_name("nomic-embed-text").completion);
+        assert!(ModelKind::from_name("qwen3:8b").thinking);
+        assert!(ModelKind::from_name("gpt-oss:120b-cloud").cloud);
+        assert!(ModelKind::from_name("llava:7b").vision);
+        assert!(!ModelKind::from_name("llama2:7b").tools);
+        let (name, kind) = ModelKind::parse_spec("x:1=completion+thinking").unwrap();
+        assert_eq!(name, "x:1");
+        assert_eq!(kind.capabilities(), ["completion", "thinking"]);
+        assert!(ModelKind::parse_spec("x=flying").is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `ollama-emulator`: a **test double** for an Ollama server.
 //!
-//! It speaks Ollama 0.14's wire formats (native `/api/*`, OpenAI-compatible `/v1/*`,
-//! Anthropic-compatible `/v1/messages`) with a deterministic toy model, so the lab, CI,
+//! It speaks Ollama's wire formats (native `/api/*`, OpenAI-compatible `/v1/*`,
+//! Anthropic-compatible `/v1/messages`) as each release line has them (see
+//! [`PROFILES`]), with a deterministic toy model, so the lab, CI,
 //! `sovereign server status/warm` and `sovereign check` can run where no real Ollama
 //! can be installed. It is not an inference server.
 //!
@@ -17,9 +18,12 @@ mod cors;
 mod http;
 mod native;
 mod openai;
+mod profile;
 mod time;
 mod toy;
 
+pub use app::ModelKind;
+pub use profile::{PROFILES, Profile};
 pub use toy::VOCABULARY;
 
 use std::io;
@@ -27,17 +31,23 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The Ollama version the emulator claims by default.
-pub const DEFAULT_VERSION: &str = "0.14.0";
+/// The Ollama version the emulator claims by default: the newest release compared.
+pub const DEFAULT_VERSION: &str = profile::NEWEST;
 /// The model the emulator lists when none are configured.
 pub const DEFAULT_MODEL: &str = "toy:latest";
 
+/// Help text listing the version profiles and model kinds.
+pub fn profiles_help() -> String {
+    profile::help_text()
+}
+
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
-    /// Reported by `/api/version`; below 0.13.3 `/v1/responses` is absent, below
-    /// 0.14.0 `/v1/messages` is absent (both answer 404 like an old Ollama).
+    /// Reported by `/api/version`; picks the wire format too (see [`PROFILES`]):
+    /// below 0.13.3 `/v1/responses` is absent, below 0.14.0 `/v1/messages` is.
     pub version: String,
-    /// Installed models; names without a tag get `:latest`.
+    /// Installed models; names without a tag get `:latest`. `NAME=cap+cap` sets the
+    /// capabilities, else the name implies them ([`ModelKind::from_name`]).
     pub models: Vec<String>,
     /// Pause before each generated token (and each pull progress step).
     pub token_delay: Duration,
@@ -54,7 +64,7 @@ impl Default for EmulatorConfig {
             models: vec![DEFAULT_MODEL.to_string()],
             token_delay: Duration::ZERO,
             extra_origins: Vec::new(),
-            context_length: 4096,
+            context_length: 65_536,
         }
     }
 }

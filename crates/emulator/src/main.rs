@@ -3,33 +3,40 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ollama_emulator::{DEFAULT_MODEL, DEFAULT_VERSION, Emulator, EmulatorConfig};
+use ollama_emulator::{DEFAULT_MODEL, DEFAULT_VERSION, Emulator, EmulatorConfig, ModelKind};
 
 /// TEST DOUBLE: an Ollama API emulator. It is not Ollama and runs no model.
 ///
-/// It speaks Ollama 0.14's native (/api/*), OpenAI-compatible (/v1/*) and
-/// Anthropic-compatible (/v1/messages) wire formats, with Ollama's status codes,
+/// It speaks Ollama's native (/api/*), OpenAI-compatible (/v1/*) and
+/// Anthropic-compatible (/v1/messages) wire formats as the claimed version has them
+/// (profiles below), with Ollama's status codes,
 /// error bodies, NDJSON/SSE streaming and CORS rules, backed by a deterministic toy
 /// model: the same request gives the same tokens; when tools are offered and the
 /// last message is the user's, it calls the tool named in that message (else the
 /// first tool) with arguments built from the tool's schema; JSON mode emits valid
-/// JSON. Use it for tests, CI and the lab, never as a server.
+/// JSON; models that think by default (qwen3, gpt-oss, deepseek-r1, *think*) spend
+/// tokens on thinking unless told think:false / reasoning_effort "none".
+/// Model kinds come from the name (*embed* embedding-only, llava/*vision* vision,
+/// *-cloud cloud, llama2/gemma2/*notools* no tools) or NAME=cap+cap.
+/// Use it for tests, CI and the lab, never as a server.
 ///
 /// The first line on stdout is `listening on ADDR` once the socket is bound.
 #[derive(Parser, Debug)]
 #[command(
     name = "ollama-emulator",
     disable_version_flag = true,
-    verbatim_doc_comment
+    verbatim_doc_comment,
+    after_help = ollama_emulator::profiles_help()
 )]
 struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:11434")]
     listen: String,
-    /// Ollama version to claim; below 0.13.3 /v1/responses is absent, below 0.14.0 /v1/messages is absent.
-    #[arg(long = "version", visible_alias = "ollama-version", default_value = DEFAULT_VERSION)]
+    /// Ollama version to claim; it selects the wire-format profile (listed below).
+    #[arg(long = "version", visible_aliases = ["ollama-version", "version-profile"], default_value = DEFAULT_VERSION)]
     ollama_version: String,
-    /// Installed models, comma-separated.
+    /// Installed models, comma-separated; NAME=cap+cap sets capabilities
+    /// (completion, tools, insert, vision, thinking, embedding, cloud).
     #[arg(long, value_delimiter = ',', default_value = DEFAULT_MODEL)]
     models: Vec<String>,
     /// Milliseconds before each generated token.
@@ -39,12 +46,18 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     origins: Vec<String>,
     /// Context length reported for loaded models.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 65_536)]
     context_length: u64,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    for spec in &args.models {
+        if let Err(e) = ModelKind::parse_spec(spec) {
+            eprintln!("ollama-emulator: --models: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let config = EmulatorConfig {
         version: args.ollama_version,
         models: args

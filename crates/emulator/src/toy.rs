@@ -10,11 +10,17 @@
 //! - JSON mode (`format: "json"`, `response_format: json_object`) emits a JSON object;
 //!   a JSON schema as format emits an object with the schema's properties.
 //! - `max_tokens`/`num_predict` truncates, with done reason `length`.
+//! - A thinking model (unless told not to think) first spends [`THINKING_TOKENS`]
+//!   tokens thinking; they count against `max_tokens`, as on a real server, so a
+//!   small budget leaves no answer.
 
 use serde_json::{Map, Value, json};
 
 /// Tokens in an unconstrained answer.
 const DEFAULT_ANSWER_TOKENS: usize = 12;
+/// Tokens a thinking model thinks before answering: more than the 256 a client
+/// typically allows, which is how real reasoning models starve JSON and tool answers.
+pub const THINKING_TOKENS: usize = 300;
 
 /// Every word the toy model can say (tests recognise its answers by them).
 pub const VOCABULARY: [&str; 32] = [
@@ -77,11 +83,15 @@ pub struct Prompt {
     pub tools: Vec<ToolSpec>,
     pub format: OutputFormat,
     pub max_tokens: Option<u64>,
+    /// The model thinks before it answers.
+    pub think: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Completion {
     Text {
+        /// Thinking tokens, before the answer (empty unless the model thinks).
+        thinking: Vec<String>,
         tokens: Vec<String>,
         truncated: bool,
     },
@@ -101,7 +111,9 @@ impl Prompt {
 impl Completion {
     pub fn output_tokens(&self) -> u64 {
         match self {
-            Completion::Text { tokens, .. } => tokens.len() as u64,
+            Completion::Text {
+                tokens, thinking, ..
+            } => (tokens.len() + thinking.len()) as u64,
             // A real model spends tokens on the call too; one per argument is close enough.
             Completion::ToolCall { arguments, .. } => {
                 1 + arguments.as_object().map_or(0, |o| o.len() as u64)
@@ -125,9 +137,38 @@ impl Completion {
             Completion::ToolCall { .. } => String::new(),
         }
     }
+
+    pub fn thinking_tokens(&self) -> u64 {
+        match self {
+            Completion::Text { thinking, .. } => thinking.len() as u64,
+            Completion::ToolCall { .. } => 0,
+        }
+    }
+
+    pub fn thinking(&self) -> String {
+        match self {
+            Completion::Text { thinking, .. } => thinking.concat(),
+            Completion::ToolCall { .. } => String::new(),
+        }
+    }
 }
 
 pub fn complete(prompt: &Prompt) -> Completion {
+    let limit = prompt.max_tokens.map_or(usize::MAX, |m| m as usize);
+    let thinking: Vec<String> = if prompt.think {
+        thinking_tokens().take(limit).collect()
+    } else {
+        Vec::new()
+    };
+    if prompt.think && thinking.len() == limit {
+        // The budget went on thinking: no answer, no tool call.
+        return Completion::Text {
+            thinking,
+            tokens: Vec::new(),
+            truncated: true,
+        };
+    }
+    let limit = limit - thinking.len();
     if let Some(last) = &prompt.last_user_message
         && let Some(tool) = choose_tool(&prompt.tools, last)
     {
@@ -144,10 +185,20 @@ pub fn complete(prompt: &Prompt) -> Completion {
         }
         OutputFormat::Schema(schema) => json_tokens(&arguments_for_schema(schema)),
     };
-    let limit = prompt.max_tokens.map_or(usize::MAX, |m| m as usize);
     let truncated = full.len() > limit;
     let tokens = full.into_iter().take(limit).collect();
-    Completion::Text { tokens, truncated }
+    Completion::Text {
+        thinking,
+        tokens,
+        truncated,
+    }
+}
+
+fn thinking_tokens() -> impl Iterator<Item = String> {
+    (0..THINKING_TOKENS).map(|i| match i {
+        0 => "Thinking".to_string(),
+        _ => format!(" {}", VOCABULARY[i % VOCABULARY.len()]),
+    })
 }
 
 fn choose_tool<'a>(tools: &'a [ToolSpec], last_user_message: &str) -> Option<&'a ToolSpec> {
@@ -267,6 +318,29 @@ fn capitalise(word: &str) -> String {
     }
 }
 
+/// A deterministic unit vector for `text`: the same text always embeds the same.
+pub fn embedding(text: &str, dimensions: usize) -> Vec<f64> {
+    let mut state = fnv1a(text.as_bytes());
+    let raw: Vec<f64> = (0..dimensions)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect();
+    let norm = raw
+        .iter()
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
+    // Rounded like a float32 printed by Go, so the JSON stays short.
+    raw.iter()
+        .map(|x| ((x / norm) * 1e7).round() / 1e7)
+        .collect()
+}
+
 pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
         (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
@@ -284,7 +358,23 @@ mod tests {
             tools: vec![],
             format: OutputFormat::Text,
             max_tokens: None,
+            think: false,
         }
+    }
+
+    #[test]
+    fn thinking_spends_the_budget_first() {
+        let mut p = prompt("hi");
+        p.think = true;
+        p.max_tokens = Some(32);
+        let c = complete(&p);
+        assert_eq!(c.text(), "");
+        assert_eq!(c.done_reason(), "length");
+        assert!(!c.thinking().is_empty());
+        p.max_tokens = None;
+        let c = complete(&p);
+        assert!(!c.text().is_empty());
+        assert_eq!(c.output_tokens(), (THINKING_TOKENS + 12) as u64);
     }
 
     #[test]

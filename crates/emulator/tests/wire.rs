@@ -45,7 +45,7 @@ fn root_and_head_answer_like_ollama() {
     // The connection is still usable after a HEAD (no stray body bytes).
     assert_eq!(
         conn.send("GET", "/api/version", &[], None).json(),
-        json!({ "version": "0.14.0" })
+        json!({ "version": ollama_emulator::DEFAULT_VERSION })
     );
     let missing = conn.send("GET", "/api/nope", &[], None);
     assert_eq!(
@@ -228,12 +228,12 @@ fn cors_refuses_foreign_origins_with_an_empty_403_and_answers_preflights() {
         None,
     );
     assert_eq!(preflight.status, 204);
-    assert!(
-        preflight
-            .header("access-control-allow-headers")
-            .unwrap()
-            .contains("Authorization")
-    );
+    let allowed = preflight.header("access-control-allow-headers").unwrap();
+    assert!(allowed.contains("Authorization"));
+    // Ollama's list (server/routes.go corsConfig.AllowHeaders) has the OpenAI SDK's
+    // headers but not Anthropic's.
+    assert!(allowed.contains("x-stainless-helper-method"));
+    assert!(!allowed.contains("x-api-key"));
 
     let extra = start(EmulatorConfig {
         extra_origins: vec!["https://app.example".into()],

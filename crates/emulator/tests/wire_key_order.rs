@@ -499,7 +499,7 @@ fn native_answers_follow_api_types() {
             "context"
         ])
     );
-    // api.ChatResponse: done_reason before done.
+    // api.ChatResponse: Done before DoneReason (api/types.go, v0.12.0 to v0.32.15).
     let body = post(
         &mut conn,
         "/api/chat",
@@ -508,7 +508,7 @@ fn native_answers_follow_api_types() {
     .json();
     assert_eq!(
         keys(&body),
-        with_metrics(&["model", "created_at", "message", "done_reason", "done"])
+        with_metrics(&["model", "created_at", "message", "done", "done_reason"])
     );
     assert_eq!(keys(&body["message"]), ["role", "content"]);
     // A streamed chunk: done_reason is omitempty and empty until the end.

@@ -7,6 +7,12 @@ use std::fmt;
 pub static RESPONSES_SINCE: OllamaVersion = OllamaVersion::new(0, 13, 3);
 /// `/v1/messages` (Anthropic) first shipped in this release.
 pub static MESSAGES_SINCE: OllamaVersion = OllamaVersion::new(0, 14, 0);
+/// `/api/embed` and `/v1/embeddings` (server/routes.go@v0.2.6), and `suffix` on
+/// `/v1/completions` (openai/openai.go@v0.2.6).
+pub static EMBED_SINCE: OllamaVersion = OllamaVersion::new(0, 2, 6);
+/// A JSON schema as `format` and OpenAI `json_schema` (api/types.go and
+/// openai/openai.go@v0.5.0).
+pub static SCHEMA_SINCE: OllamaVersion = OllamaVersion::new(0, 5, 0);
 
 /// A release such as `0.14.0` or `0.14.0-rc1`. Pre-releases order before their
 /// release (semver), so a gate never opens on a release candidate that may lack the

@@ -17,12 +17,15 @@ fn emulator() -> Emulator {
 fn status_calls_return_typed_answers() {
     let emulator = emulator();
     let client = Client::new(&emulator.base_url()).unwrap();
-    assert_eq!(client.version().unwrap().version, "0.14.0");
+    assert_eq!(
+        client.version().unwrap().version,
+        ollama_emulator::DEFAULT_VERSION
+    );
     let tags = client.tags().unwrap();
     assert_eq!(tags.models.len(), 1);
     assert_eq!(tags.models[0].name, "toy:latest");
     assert!(client.ps().unwrap().models.is_empty());
-    assert_eq!(client.show("toy").unwrap().context_length(), Some(4096));
+    assert_eq!(client.show("toy").unwrap().context_length(), Some(65536));
 }
 
 #[test]
@@ -36,7 +39,7 @@ fn warm_loads_the_model_for_ps() {
     let ps = client.ps().unwrap();
     assert_eq!(ps.models.len(), 1);
     assert_eq!(ps.models[0].name, "toy:latest");
-    assert_eq!(ps.models[0].context_length, Some(4096));
+    assert_eq!(ps.models[0].context_length, Some(65536));
     client.warm("toy", KeepAlive::Seconds(0)).unwrap();
     assert!(client.ps().unwrap().models.is_empty());
 }

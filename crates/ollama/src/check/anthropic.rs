@@ -5,8 +5,8 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::native::PROMPT;
-use super::openai::{TOOL_NAME, TOOL_PROMPT, tool_parameters};
-use super::probe::{ANTHROPIC_HEADERS, SseReader, contract, whole_response_stats};
+use super::openai::{TOOL_CALL_ID, TOOL_NAME, TOOL_PROMPT, TOOL_RESULT, tool_parameters};
+use super::probe::{ANTHROPIC_HEADERS, Probe, SseReader, contract, whole_response_stats};
 use super::{Family, Needs, Passed, Runner};
 use crate::error::Error;
 use crate::types::anthropic::{
@@ -27,7 +27,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         needs,
         |probe| {
             let start = Instant::now();
-            let message = send(probe, &request(probe.model(), probe.options.max_tokens))?;
+            let message = send(probe, &request(probe, probe.options.max_tokens))?;
             let elapsed = start.elapsed();
             let produced = !message.text().trim().is_empty()
                 || message
@@ -52,7 +52,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         "POST /v1/messages, streamed with the full event sequence",
         needs,
         |probe| {
-            let mut body = request(probe.model(), probe.options.max_tokens);
+            let mut body = request(probe, probe.options.max_tokens);
             body.stream = true;
             let (mut reader, mut clock) = probe
                 .open_stream(
@@ -90,7 +90,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         "a system prompt is accepted",
         needs,
         |probe| {
-            let mut body = request(probe.model(), probe.options.max_tokens);
+            let mut body = request(probe, probe.options.max_tokens);
             body.system = Some("You are a terse assistant. Answer in five words or fewer.".into());
             let message = send(probe, &body)?;
             Ok((
@@ -101,13 +101,9 @@ pub(super) fn run(runner: &mut Runner<'_>) {
     );
 
     runner.check("anthropic.tools", Family::Anthropic, "a message calls an offered tool (tool_use)", needs_tools, |probe| {
-        let mut body = request(probe.model(), 256);
+        let mut body = request(probe, probe.roomy_tokens());
         body.messages[0].content = json!(TOOL_PROMPT);
-        body.tools = Some(vec![Tool {
-            name: TOOL_NAME.into(),
-            description: "Returns the current time in a time zone".into(),
-            input_schema: tool_parameters(),
-        }]);
+        body.tools = Some(vec![offered_tool()]);
         let message = send(probe, &body)?;
         let call = message.content.iter().find_map(|block| match block {
             ContentBlock::ToolUse { id, name, input } => Some((id, name, input)),
@@ -124,17 +120,118 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         }
         Ok((Passed::detail(format!("{name}({input})")), ()))
     });
+
+    runner.check(
+        "anthropic.tools.stream",
+        Family::Anthropic,
+        "a streamed message calls an offered tool (tool_use + input_json_delta, as Claude Code reads it)",
+        needs_tools,
+        |probe| {
+            let mut body = request(probe, probe.roomy_tokens());
+            body.messages[0].content = json!(TOOL_PROMPT);
+            body.tools = Some(vec![offered_tool()]);
+            body.stream = true;
+            let (mut reader, _clock) = probe
+                .open_stream("/v1/messages", ANTHROPIC_HEADERS, &body, "text/event-stream")?
+                .sse();
+            let mut sequence = EventSequence::default();
+            let mut tool: Option<(u32, String, String)> = None;
+            while let Some(event) = reader.next_event()? {
+                let parsed = typed_event(&reader, event.event.as_deref(), &event.data)?;
+                match &parsed {
+                    StreamEvent::ContentBlockStart {
+                        index,
+                        content_block: ContentBlock::ToolUse { name, .. },
+                    } if tool.is_none() => tool = Some((*index, name.clone(), String::new())),
+                    StreamEvent::ContentBlockDelta {
+                        index,
+                        delta: BlockDelta::InputJsonDelta { partial_json },
+                    } => {
+                        if let Some((open, _, json)) = tool.as_mut()
+                            && open == index
+                        {
+                            json.push_str(partial_json);
+                        }
+                    }
+                    _ => {}
+                }
+                sequence.accept(&parsed).map_err(|m| reader.contract(m))?;
+            }
+            let (_, stop, _) = sequence.finish().map_err(|e| reader.ended(e))?;
+            let Some((_, name, input)) = tool else {
+                return Err(reader.contract("no tool_use content block"));
+            };
+            // The SDKs parse the concatenated partial_json as the tool's input.
+            let input_ok = input.trim().is_empty()
+                || matches!(serde_json::from_str::<serde_json::Value>(&input), Ok(serde_json::Value::Object(_)));
+            if name != TOOL_NAME || !input_ok {
+                return Err(reader.contract(format!(
+                    "tool_use {name:?} with input {input:?}, expected {TOOL_NAME:?} with a JSON object"
+                )));
+            }
+            if stop != "tool_use" {
+                return Err(reader.contract(format!("stop_reason is {stop:?}, expected \"tool_use\"")));
+            }
+            Ok((Passed::detail(format!("{name}({input})")), ()))
+        },
+    );
+
+    runner.check(
+        "anthropic.tools.result",
+        Family::Anthropic,
+        "a tool_result block gets an answer",
+        needs_tools,
+        |probe| {
+            let mut body = request(probe, probe.roomy_tokens());
+            body.messages = vec![
+                MessageParam { role: "user".into(), content: json!(TOOL_PROMPT) },
+                MessageParam {
+                    role: "assistant".into(),
+                    content: json!([{ "type": "tool_use", "id": TOOL_CALL_ID, "name": TOOL_NAME, "input": { "timezone": "UTC" } }]),
+                },
+                MessageParam {
+                    role: "user".into(),
+                    content: json!([{ "type": "tool_result", "tool_use_id": TOOL_CALL_ID, "content": TOOL_RESULT }]),
+                },
+            ];
+            body.tools = Some(vec![offered_tool()]);
+            let message = send(probe, &body)?;
+            if message.content.is_empty() {
+                return Err(contract(ENDPOINT, "no content in the answer to the tool result"));
+            }
+            Ok((
+                Passed::detail(format!(
+                    "{} block(s), stop_reason {}",
+                    message.content.len(),
+                    message.stop_reason.as_deref().unwrap_or("(none)")
+                )),
+                (),
+            ))
+        },
+    );
 }
 
-fn request(model: &str, max_tokens: u32) -> MessagesRequest {
+/// A one-message request. A thinking model is sent `thinking: disabled`, which
+/// Ollama honours from 0.23.4 and ignores before (the checks then accept thinking
+/// blocks and leave room for them).
+fn request(probe: &Probe<'_>, max_tokens: u32) -> MessagesRequest {
     MessagesRequest {
-        model: model.to_string(),
+        model: probe.model().to_string(),
         max_tokens,
         messages: vec![MessageParam {
             role: "user".into(),
             content: json!(PROMPT),
         }],
+        thinking: probe.thinks.then(|| json!({ "type": "disabled" })),
         ..MessagesRequest::default()
+    }
+}
+
+fn offered_tool() -> Tool {
+    Tool {
+        name: TOOL_NAME.into(),
+        description: "Returns the current time in a time zone".into(),
+        input_schema: tool_parameters(),
     }
 }
 

@@ -30,7 +30,8 @@ use probe::Probe;
 pub struct CheckOptions {
     /// Server base URL: `host`, `host:port` or `http://host:port`.
     pub url: String,
-    /// Model for generations; `None` uses the first model the server lists.
+    /// Model for generations; `None` picks the first local chat model by its
+    /// `/api/show` capabilities (never an embedding-only or cloud model).
     pub model: Option<String>,
     /// Budget for one request, a streamed body included. A cold model load counts.
     pub request_timeout: Duration,
@@ -171,11 +172,46 @@ fn invalid_url_report(options: &CheckOptions, error: Error, started: Instant) ->
 
 const HEALTH: &str = "GET /api/version answers with a version";
 
+/// How long the reachability probe waits. `/api/version` answers at once even
+/// while a model loads, so silence this long means the path to the server is down;
+/// every later check then skips instead of waiting its own timeout.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Names the layer to look at when the server cannot be reached.
+fn unreachable_hint(address: &str, error: Error) -> Error {
+    match error {
+        Error::Timeout { endpoint, after } => Error::Contract {
+            endpoint,
+            message: format!(
+                "timed out: no answer from {address} within {}: is the tunnel up? run `sovereign doctor`",
+                crate::error::format_duration(after)
+            ),
+        },
+        Error::Connect { endpoint, message } => Error::Connect {
+            endpoint,
+            message: format!(
+                "{message} ({address}): is Ollama running there and the tunnel up? run `sovereign doctor`"
+            ),
+        },
+        Error::Transport { endpoint, message } if message.contains("lookup") => Error::Transport {
+            endpoint,
+            message: format!(
+                "{message}: cannot resolve {address}; check the server address (--url, sovereign.toml)"
+            ),
+        },
+        other => other,
+    }
+}
+
 /// What a check needs before it can run.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Needs {
     pub model: bool,
     pub tools: bool,
+    /// An embedding model (chosen by its `embedding` capability).
+    pub embedding: bool,
+    /// Fill-in-the-middle (`insert` capability).
+    pub insert: bool,
     /// (minimum version, what appeared in it)
     pub since: Option<(&'static OllamaVersion, &'static str)>,
 }
@@ -184,17 +220,27 @@ impl Needs {
     pub const NOTHING: Needs = Needs {
         model: false,
         tools: false,
+        embedding: false,
+        insert: false,
         since: None,
     };
     pub const MODEL: Needs = Needs {
         model: true,
-        tools: false,
-        since: None,
+        ..Needs::NOTHING
     };
     pub const TOOLS: Needs = Needs {
         model: true,
         tools: true,
-        since: None,
+        ..Needs::NOTHING
+    };
+    pub const EMBEDDING: Needs = Needs {
+        embedding: true,
+        ..Needs::NOTHING
+    };
+    pub const INSERT: Needs = Needs {
+        model: true,
+        insert: true,
+        ..Needs::NOTHING
     };
 
     pub const fn since(self, version: &'static OllamaVersion, feature: &'static str) -> Needs {
@@ -236,6 +282,8 @@ pub(crate) struct Runner<'a> {
     pub version: Option<OllamaVersion>,
     /// `None` when the server did not say (no `/api/show` capabilities).
     pub supports_tools: Option<bool>,
+    /// Whether the chosen model does fill-in-the-middle (`insert`); `None` unknown.
+    pub supports_insert: Option<bool>,
 }
 
 impl<'a> Runner<'a> {
@@ -246,13 +294,15 @@ impl<'a> Runner<'a> {
             blocked: None,
             version: None,
             supports_tools: None,
+            supports_insert: None,
         }
     }
 
     fn run_all(&mut self) {
         let version = self.check("health", Family::Health, HEALTH, Needs::NOTHING, |probe| {
-            let response: crate::types::native::VersionResponse =
-                probe.get("/api/version", "version response")?;
+            let response: crate::types::native::VersionResponse = probe
+                .get_within("/api/version", "version response", HEALTH_TIMEOUT)
+                .map_err(|e| unreachable_hint(probe.address(), e))?;
             let version =
                 OllamaVersion::parse(&response.version).ok_or_else(|| Error::Contract {
                     endpoint: "GET /api/version".into(),
@@ -261,13 +311,18 @@ impl<'a> Runner<'a> {
             Ok((Passed::detail(format!("Ollama {version}")), version))
         });
         match version {
-            Some(version) => self.version = Some(version),
+            Some(version) => {
+                self.probe.version = Some(version.clone());
+                self.version = Some(version);
+            }
             None => self.blocked = Some("health check failed".into()),
         }
         native::run(self);
         openai::run(self);
         anthropic::run(self);
         errors::run(self);
+        // Last: it unloads and reloads the model, which would slow the others.
+        native::run_keep_alive(self);
     }
 
     /// Runs one check unless its needs are unmet; returns what the check produced.
@@ -337,6 +392,16 @@ impl<'a> Runner<'a> {
         if needs.tools && self.supports_tools == Some(false) {
             return Some("model does not list the \"tools\" capability".into());
         }
+        if needs.insert && self.supports_insert != Some(true) {
+            return Some(
+                "model does not list the \"insert\" capability (fill-in-the-middle)".into(),
+            );
+        }
+        if needs.embedding && self.probe.embedding_model.is_none() {
+            return Some(
+                "no embedding model installed (e.g. `ollama pull nomic-embed-text`)".into(),
+            );
+        }
         None
     }
 
@@ -366,4 +431,46 @@ fn summarize(checks: &[CheckResult]) -> Summary {
 
 pub(crate) fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_hints_name_the_layer() {
+        let endpoint = || "GET /api/version".to_string();
+        let timeout = unreachable_hint(
+            "10.0.0.2:11434",
+            Error::Timeout {
+                endpoint: endpoint(),
+                after: HEALTH_TIMEOUT,
+            },
+        );
+        let text = timeout.to_string();
+        assert!(
+            text.contains("no answer from 10.0.0.2:11434 within 3.0s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tunnel") && text.contains("sovereign doctor"),
+            "{text}"
+        );
+        let refused = unreachable_hint(
+            "10.0.0.2:11434",
+            Error::Connect {
+                endpoint: endpoint(),
+                message: "Connection refused".into(),
+            },
+        );
+        assert!(refused.to_string().contains("is Ollama running there"));
+        let lookup = unreachable_hint(
+            "nas:11434",
+            Error::Transport {
+                endpoint: endpoint(),
+                message: "io: failed to lookup address information".into(),
+            },
+        );
+        assert!(lookup.to_string().contains("cannot resolve nas:11434"));
+    }
 }

@@ -5,22 +5,30 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::native::{PROMPT, same_model};
+use super::native::{
+    PROMPT, SCHEMA_PROMPT, check_vectors, matches_status_schema, same_model, status_schema,
+};
+use super::probe::Probe;
 use super::probe::{OPENAI_HEADERS, contract, whole_response_stats};
 use super::{Family, Needs, Passed, Runner};
 use crate::error::Error;
 use crate::types::openai::{
-    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Message, Model, ModelList,
-    OutputItem, Response, ResponseFormat, ResponsesEvent, ResponsesRequest, StreamOptions, Tool,
-    ToolFunction,
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest,
+    EmbeddingList, EmbeddingRequest, FunctionCall, Message, Model, ModelList, OutputItem, Response,
+    ResponseFormat, ResponsesEvent, ResponsesRequest, StreamOptions, Tool, ToolCall, ToolFunction,
 };
-use crate::version::RESPONSES_SINCE;
+use crate::version::{EMBED_SINCE, OllamaVersion, RESPONSES_SINCE, SCHEMA_SINCE};
 
 const SSE: &str = "text/event-stream";
 pub(crate) const TOOL_NAME: &str = "get_current_time";
+pub(crate) const TOOL_CALL_ID: &str = "call_sovereign_check";
+pub(crate) const TOOL_RESULT: &str = "12:00 UTC";
 pub(crate) const TOOL_PROMPT: &str = "What time is it in UTC? Use the get_current_time tool.";
-/// JSON and tool calls need room to finish; a cut-off object would be a false failure.
-const ROOMY_MAX_TOKENS: u32 = 256;
+/// `reasoning_effort: "none"` (openai/openai.go@v0.12.4; before, "none" was an
+/// invalid effort).
+static EFFORT_NONE_SINCE: OllamaVersion = OllamaVersion::new(0, 12, 4);
+/// Responses `reasoning.effort` maps to think (openai/responses.go@v0.22.0).
+static RESPONSES_EFFORT_SINCE: OllamaVersion = OllamaVersion::new(0, 22, 0);
 
 pub(crate) fn tool_parameters() -> Value {
     json!({
@@ -63,6 +71,18 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         "GET /v1/models/{model} describes the model",
         Needs::MODEL,
         |probe| {
+            if probe.model().contains('/') {
+                // gin's `/v1/models/:model` matches one segment, so Ollama answers
+                // 404 for `user/model` and `hf.co/...` at every version; that is
+                // the route's limit, not a broken server.
+                return Ok((
+                    Passed::detail(format!(
+                        "not addressable: {} has a '/' and the route takes one path segment",
+                        probe.model()
+                    )),
+                    (),
+                ));
+            }
             let path = format!("/v1/models/{}", probe.model());
             let model: Model = probe.get_with(&path, OPENAI_HEADERS, "model object")?;
             if model.object != "model" || !same_model(&model.id, probe.model()) {
@@ -86,7 +106,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
             let completion: ChatCompletion = probe.post(
                 "/v1/chat/completions",
                 OPENAI_HEADERS,
-                &chat(probe.model(), probe.options.max_tokens),
+                &chat(probe, probe.options.max_tokens),
                 "chat completion",
             )?;
             let elapsed = start.elapsed();
@@ -123,7 +143,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         "POST /v1/chat/completions, streamed over SSE to [DONE]",
         Needs::MODEL,
         |probe| {
-            let mut request = chat(probe.model(), probe.options.max_tokens);
+            let mut request = chat(probe, probe.options.max_tokens);
             request.stream = true;
             let outcome = read_chat_stream(probe.open_stream(
                 "/v1/chat/completions",
@@ -154,7 +174,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         "stream_options.include_usage adds a usage chunk",
         Needs::MODEL,
         |probe| {
-            let mut request = chat(probe.model(), probe.options.max_tokens);
+            let mut request = chat(probe, probe.options.max_tokens);
             request.stream = true;
             request.stream_options = Some(StreamOptions {
                 include_usage: true,
@@ -190,11 +210,12 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         Needs::MODEL,
         |probe| {
             let endpoint = "POST /v1/chat/completions";
-            let mut request = chat(probe.model(), ROOMY_MAX_TOKENS);
+            let mut request = chat(probe, probe.roomy_tokens());
             request.messages[0].content =
                 Some("Return a JSON object with one field \"status\" set to \"ok\".".into());
             request.response_format = Some(ResponseFormat {
                 kind: "json_object".into(),
+                json_schema: None,
             });
             let completion: ChatCompletion = probe.post(
                 "/v1/chat/completions",
@@ -230,16 +251,9 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         Needs::TOOLS,
         |probe| {
             let endpoint = "POST /v1/chat/completions";
-            let mut request = chat(probe.model(), ROOMY_MAX_TOKENS);
+            let mut request = chat(probe, probe.roomy_tokens());
             request.messages[0].content = Some(TOOL_PROMPT.into());
-            request.tools = Some(vec![Tool {
-                kind: "function".into(),
-                function: ToolFunction {
-                    name: TOOL_NAME.into(),
-                    description: "Returns the current time in a time zone".into(),
-                    parameters: tool_parameters(),
-                },
-            }]);
+            request.tools = Some(vec![offered_tool()]);
             let completion: ChatCompletion = probe.post(
                 "/v1/chat/completions",
                 OPENAI_HEADERS,
@@ -283,6 +297,221 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         },
     );
 
+    runner.check(
+        "openai.chat.schema",
+        Family::OpenAi,
+        "response_format json_schema yields an object matching the schema",
+        Needs::MODEL.since(&SCHEMA_SINCE, "response_format json_schema"),
+        |probe| {
+            let endpoint = "POST /v1/chat/completions";
+            let mut request = chat(probe, probe.roomy_tokens());
+            request.messages[0].content = Some(SCHEMA_PROMPT.into());
+            request.response_format = Some(ResponseFormat {
+                kind: "json_schema".into(),
+                json_schema: Some(
+                    json!({ "name": "status", "schema": status_schema(), "strict": true }),
+                ),
+            });
+            let completion: ChatCompletion = probe.post(
+                "/v1/chat/completions",
+                OPENAI_HEADERS,
+                &request,
+                "chat completion",
+            )?;
+            let content = first_message(endpoint, &completion)?
+                .content
+                .clone()
+                .unwrap_or_default();
+            Ok((
+                Passed::detail(matches_status_schema(endpoint, &content)?),
+                (),
+            ))
+        },
+    );
+
+    runner.check(
+        "openai.chat.tools.stream",
+        Family::OpenAi,
+        "a streamed chat completion calls an offered tool (delta.tool_calls)",
+        Needs::TOOLS,
+        |probe| {
+            let mut request = chat(probe, probe.roomy_tokens());
+            request.messages[0].content = Some(TOOL_PROMPT.into());
+            request.tools = Some(vec![offered_tool()]);
+            request.stream = true;
+            let outcome = read_chat_stream(probe.open_stream(
+                "/v1/chat/completions",
+                OPENAI_HEADERS,
+                &request,
+                SSE,
+            )?)?;
+            let Some((name, arguments)) = outcome.tool_calls.first() else {
+                return Err(contract(&outcome.endpoint, "no chunk carried tool_calls"));
+            };
+            if name != TOOL_NAME {
+                return Err(contract(
+                    &outcome.endpoint,
+                    format!("called {name:?}, expected {TOOL_NAME:?}"),
+                ));
+            }
+            if !matches!(
+                serde_json::from_str::<Value>(arguments),
+                Ok(Value::Object(_))
+            ) {
+                return Err(contract(
+                    &outcome.endpoint,
+                    format!("streamed arguments are not a JSON object: {arguments}"),
+                ));
+            }
+            if outcome.finish_reason.as_deref() != Some("tool_calls") {
+                return Err(contract(
+                    &outcome.endpoint,
+                    format!(
+                        "finish_reason is {:?}, expected \"tool_calls\"",
+                        outcome.finish_reason
+                    ),
+                ));
+            }
+            Ok((Passed::detail(format!("{name}({arguments})")), ()))
+        },
+    );
+
+    runner.check(
+        "openai.chat.tools.result",
+        Family::OpenAi,
+        "a tool result (role tool, tool_call_id) gets an answer",
+        Needs::TOOLS,
+        |probe| {
+            let endpoint = "POST /v1/chat/completions";
+            let mut request = chat(probe, probe.roomy_tokens());
+            request.messages = vec![
+                Message {
+                    role: "user".into(),
+                    content: Some(TOOL_PROMPT.into()),
+                    ..Message::default()
+                },
+                Message {
+                    role: "assistant".into(),
+                    content: None,
+                    tool_calls: Some(vec![ToolCall {
+                        id: Some(TOOL_CALL_ID.into()),
+                        index: None,
+                        kind: Some("function".into()),
+                        function: FunctionCall {
+                            name: Some(TOOL_NAME.into()),
+                            arguments: Some(r#"{"timezone":"UTC"}"#.into()),
+                        },
+                    }]),
+                    ..Message::default()
+                },
+                Message {
+                    role: "tool".into(),
+                    content: Some(TOOL_RESULT.into()),
+                    tool_call_id: Some(TOOL_CALL_ID.into()),
+                    ..Message::default()
+                },
+            ];
+            request.tools = Some(vec![offered_tool()]);
+            let completion: ChatCompletion = probe.post(
+                "/v1/chat/completions",
+                OPENAI_HEADERS,
+                &request,
+                "chat completion",
+            )?;
+            let message = first_message(endpoint, &completion)?;
+            let text = message.content.as_deref().unwrap_or_default().trim();
+            let calls = message.tool_calls.as_ref().map_or(0, Vec::len);
+            if text.is_empty() && calls == 0 && message.reasoning.is_none() {
+                return Err(contract(endpoint, "no answer to the tool result"));
+            }
+            let detail = if text.is_empty() {
+                format!("answered with {calls} more tool call(s)")
+            } else {
+                format!("answered in text ({} chars)", text.len())
+            };
+            Ok((Passed::detail(detail), ()))
+        },
+    );
+
+    runner.check(
+        "openai.completions.suffix",
+        Family::OpenAi,
+        "POST /v1/completions with a suffix (fill-in-the-middle, editor autocomplete)",
+        Needs::INSERT.since(&EMBED_SINCE, "suffix on /v1/completions"),
+        |probe| {
+            let endpoint = "POST /v1/completions";
+            let completion: Completion = probe.post(
+                "/v1/completions",
+                OPENAI_HEADERS,
+                &CompletionRequest {
+                    model: probe.model().to_string(),
+                    prompt: "def add(a, b):\n    return ".into(),
+                    suffix: Some("\n\nprint(add(1, 2))\n".into()),
+                    max_tokens: Some(probe.options.max_tokens),
+                    stream: false,
+                },
+                "completion",
+            )?;
+            if completion.object != "text_completion" {
+                return Err(contract(
+                    endpoint,
+                    format!(
+                        "object is {:?}, expected \"text_completion\"",
+                        completion.object
+                    ),
+                ));
+            }
+            let choice = completion
+                .choices
+                .first()
+                .ok_or_else(|| contract(endpoint, "no choices"))?;
+            Ok((
+                Passed::detail(format!(
+                    "{} chars, finish_reason {}",
+                    choice.text.len(),
+                    choice.finish_reason.as_deref().unwrap_or("(none)")
+                )),
+                (),
+            ))
+        },
+    );
+
+    runner.check(
+        "openai.embeddings",
+        Family::OpenAi,
+        "POST /v1/embeddings embeds a batch with the embedding model",
+        Needs::EMBEDDING.since(&EMBED_SINCE, "/v1/embeddings"),
+        |probe| {
+            let endpoint = "POST /v1/embeddings";
+            let model = probe.embedding_model.clone().unwrap_or_default();
+            let inputs = ["a private server", "a quiet tunnel"];
+            let list: EmbeddingList = probe.post(
+                "/v1/embeddings",
+                OPENAI_HEADERS,
+                &EmbeddingRequest {
+                    model: model.clone(),
+                    input: json!(inputs),
+                    encoding_format: Some("float".into()),
+                },
+                "embedding list",
+            )?;
+            if list.object != "list" || list.data.iter().any(|d| d.object != "embedding") {
+                return Err(contract(
+                    endpoint,
+                    "expected a list of \"embedding\" objects",
+                ));
+            }
+            let mut data = list.data;
+            data.sort_by_key(|d| d.index);
+            let vectors: Vec<Vec<f64>> = data.into_iter().map(|d| d.embedding).collect();
+            let dimensions = check_vectors(endpoint, &vectors, inputs.len())?;
+            Ok((
+                Passed::detail(format!("{model}: {} x {dimensions}", inputs.len())),
+                (),
+            ))
+        },
+    );
+
     let responses = Needs::MODEL.since(&RESPONSES_SINCE, "/v1/responses");
     runner.check(
         "openai.responses",
@@ -295,7 +524,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
             let response: Response = probe.post(
                 "/v1/responses",
                 OPENAI_HEADERS,
-                &responses_request(probe.model(), probe.options.max_tokens, false),
+                &responses_request(probe, probe.options.max_tokens, false),
                 "response object",
             )?;
             let elapsed = start.elapsed();
@@ -335,7 +564,7 @@ pub(super) fn run(runner: &mut Runner<'_>) {
         "POST /v1/responses, streamed events",
         responses,
         |probe| {
-            let request = responses_request(probe.model(), probe.options.max_tokens, true);
+            let request = responses_request(probe, probe.options.max_tokens, true);
             let (mut reader, mut clock) = probe
                 .open_stream("/v1/responses", OPENAI_HEADERS, &request, SSE)?
                 .sse();
@@ -400,6 +629,44 @@ pub(super) fn run(runner: &mut Runner<'_>) {
             Err(reader.ended("response.completed"))
         },
     );
+
+    let responses_tools = Needs::TOOLS.since(&RESPONSES_SINCE, "/v1/responses");
+    runner.check(
+        "openai.responses.tool_result",
+        Family::OpenAi,
+        "POST /v1/responses with a function_call_output (as Codex sends) gets an answer",
+        responses_tools,
+        |probe| {
+            let endpoint = "POST /v1/responses";
+            let mut request = responses_request(probe, probe.roomy_tokens(), false);
+            request.input = json!([
+                { "type": "message", "role": "user", "content": TOOL_PROMPT },
+                { "type": "function_call", "call_id": TOOL_CALL_ID, "name": TOOL_NAME, "arguments": r#"{"timezone":"UTC"}"# },
+                { "type": "function_call_output", "call_id": TOOL_CALL_ID, "output": TOOL_RESULT },
+            ]);
+            request.tools = Some(json!([{
+                "type": "function", "name": TOOL_NAME,
+                "description": "Returns the current time in a time zone",
+                "parameters": tool_parameters(),
+            }]));
+            let response: Response =
+                probe.post("/v1/responses", OPENAI_HEADERS, &request, "response object")?;
+            if response.status != "completed" || response.output.is_empty() {
+                return Err(contract(
+                    endpoint,
+                    format!(
+                        "status {:?} with {} output item(s)",
+                        response.status,
+                        response.output.len()
+                    ),
+                ));
+            }
+            Ok((
+                Passed::detail(format!("{} output item(s)", response.output.len())),
+                (),
+            ))
+        },
+    );
 }
 
 #[derive(serde::Deserialize)]
@@ -408,26 +675,50 @@ struct TypeOnly {
     kind: String,
 }
 
-fn chat(model: &str, max_tokens: u32) -> ChatCompletionRequest {
+/// A one-turn chat; a thinking model is told `reasoning_effort: "none"` where the
+/// version knows it.
+fn chat(probe: &Probe<'_>, max_tokens: u32) -> ChatCompletionRequest {
     ChatCompletionRequest {
-        model: model.to_string(),
+        model: probe.model().to_string(),
         messages: vec![Message {
             role: "user".into(),
             content: Some(PROMPT.into()),
             ..Message::default()
         }],
         max_tokens: Some(max_tokens),
+        reasoning_effort: (probe.thinks && probe.at_least(&EFFORT_NONE_SINCE))
+            .then(|| "none".into()),
         ..ChatCompletionRequest::default()
     }
 }
 
-fn responses_request(model: &str, max_tokens: u32, stream: bool) -> ResponsesRequest {
+fn responses_request(probe: &Probe<'_>, max_tokens: u32, stream: bool) -> ResponsesRequest {
+    // Before 0.22.0 the effort is ignored and a thinking model thinks: give it room.
+    let can_stop_thinking = probe.at_least(&RESPONSES_EFFORT_SINCE);
+    let max_tokens = if probe.thinks && !can_stop_thinking {
+        max_tokens.max(super::probe::THINKING_ROOM_TOKENS)
+    } else {
+        max_tokens
+    };
     ResponsesRequest {
-        model: model.to_string(),
+        model: probe.model().to_string(),
         input: json!(PROMPT),
         stream,
         instructions: None,
         max_output_tokens: Some(max_tokens),
+        tools: None,
+        reasoning: (probe.thinks && can_stop_thinking).then(|| json!({ "effort": "none" })),
+    }
+}
+
+fn offered_tool() -> Tool {
+    Tool {
+        kind: "function".into(),
+        function: ToolFunction {
+            name: TOOL_NAME.into(),
+            description: "Returns the current time in a time zone".into(),
+            parameters: tool_parameters(),
+        },
     }
 }
 
@@ -459,6 +750,8 @@ fn first_message<'c>(endpoint: &str, completion: &'c ChatCompletion) -> Result<&
 
 struct ChatStreamOutcome {
     endpoint: String,
+    /// Streamed tool calls by index: (name, concatenated arguments).
+    tool_calls: Vec<(String, String)>,
     text: String,
     chunks: usize,
     finish_reason: Option<String>,
@@ -471,6 +764,7 @@ fn read_chat_stream(stream: super::probe::OpenStream) -> Result<ChatStreamOutcom
     let (mut reader, mut clock) = stream.sse();
     let mut outcome = ChatStreamOutcome {
         endpoint: reader.endpoint.clone(),
+        tool_calls: Vec::new(),
         text: String::new(),
         chunks: 0,
         finish_reason: None,
@@ -503,6 +797,21 @@ fn read_chat_stream(stream: super::probe::OpenStream) -> Result<ChatStreamOutcom
                 clock.piece();
             }
             outcome.text.push_str(content);
+            for (n, call) in delta.tool_calls.iter().flatten().enumerate() {
+                // OpenAI streams a call as pieces sharing an index; Ollama sends
+                // each whole, with or without an index.
+                let index = call.index.map_or(n, |i| i as usize);
+                if outcome.tool_calls.len() <= index {
+                    outcome
+                        .tool_calls
+                        .resize(index + 1, (String::new(), String::new()));
+                }
+                let slot = &mut outcome.tool_calls[index];
+                slot.0
+                    .push_str(call.function.name.as_deref().unwrap_or_default());
+                slot.1
+                    .push_str(call.function.arguments.as_deref().unwrap_or_default());
+            }
             if let Some(reason) = &choice.finish_reason {
                 outcome.finish_reason = Some(reason.clone());
             }

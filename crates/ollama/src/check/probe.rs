@@ -14,11 +14,17 @@ use crate::client::{
 use crate::error::Error;
 use crate::stream::{LineReader, SseEvent, SseParser};
 use crate::transport::{HttpResponse, Transport};
+use crate::version::OllamaVersion;
 
 /// Headers real clients of each family send; Ollama accepts and ignores the keys.
 pub const OPENAI_HEADERS: &[(&str, &str)] = &[("authorization", "Bearer ollama")];
 pub const ANTHROPIC_HEADERS: &[(&str, &str)] =
     &[("x-api-key", "ollama"), ("anthropic-version", "2023-06-01")];
+
+/// JSON and tool calls need room to finish; a cut-off object would be a false failure.
+pub const ROOMY_MAX_TOKENS: u32 = 256;
+/// Room for a reasoning model's thinking before the answer.
+pub const THINKING_ROOM_TOKENS: u32 = 4096;
 
 pub(crate) struct Probe<'a> {
     transport: &'a dyn Transport,
@@ -27,6 +33,13 @@ pub(crate) struct Probe<'a> {
     deadline: Instant,
     /// The model generations use, once known.
     pub model: Option<String>,
+    /// An installed embedding model, for the embeddings checks.
+    pub embedding_model: Option<String>,
+    /// The chosen model thinks by default (`thinking` capability): checks turn
+    /// thinking off where the version can, and leave room for it where not.
+    pub thinks: bool,
+    /// The server's version, once health passed.
+    pub version: Option<OllamaVersion>,
 }
 
 /// A streamed response whose headers have arrived.
@@ -50,6 +63,9 @@ impl<'a> Probe<'a> {
             options,
             deadline,
             model: None,
+            embedding_model: None,
+            thinks: false,
+            version: None,
         }
     }
 
@@ -60,6 +76,23 @@ impl<'a> Probe<'a> {
     /// The model, for checks that declared `Needs::MODEL` (the runner guarantees it).
     pub fn model(&self) -> &str {
         self.model.as_deref().unwrap_or_default()
+    }
+
+    /// Whether the server is at least `version` (unknown counts as yes: a gate
+    /// that cannot be judged should not turn a feature off).
+    pub fn at_least(&self, version: &OllamaVersion) -> bool {
+        self.version.as_ref().is_none_or(|v| v >= version)
+    }
+
+    /// Output budget for answers that must be complete (JSON, tool calls): a
+    /// thinking model may think first even when asked not to (gpt-oss only knows
+    /// levels), and a cut-off answer would be a false failure.
+    pub fn roomy_tokens(&self) -> u32 {
+        if self.thinks {
+            THINKING_ROOM_TOKENS
+        } else {
+            ROOMY_MAX_TOKENS
+        }
     }
 
     /// Time allowed for the next request.
@@ -85,7 +118,18 @@ impl<'a> Probe<'a> {
         headers: &[(&'static str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<(HttpResponse, Duration), Error> {
-        let timeout = self.budget()?;
+        self.send_within(method, path, headers, body, Duration::MAX)
+    }
+
+    fn send_within(
+        &self,
+        method: &'static str,
+        path: &str,
+        headers: &[(&'static str, &str)],
+        body: Option<Vec<u8>>,
+        limit: Duration,
+    ) -> Result<(HttpResponse, Duration), Error> {
+        let timeout = self.budget()?.min(limit);
         let headers = headers.iter().map(|(n, v)| (*n, v.to_string())).collect();
         let response = self
             .wire()
@@ -95,6 +139,27 @@ impl<'a> Probe<'a> {
 
     pub fn get<T: DeserializeOwned>(&self, path: &str, what: &'static str) -> Result<T, Error> {
         self.get_with(path, &[], what)
+    }
+
+    /// A GET that must answer within `limit` (connecting included), for the
+    /// reachability probe: a silent address must not cost the whole request timeout.
+    pub fn get_within<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        what: &'static str,
+        limit: Duration,
+    ) -> Result<T, Error> {
+        let (response, timeout) = self.send_within("GET", path, &[], None, limit)?;
+        read_json(&format!("GET {path}"), what, response, Some(timeout))
+    }
+
+    /// `host:port` of the server, for hints.
+    pub fn address(&self) -> &str {
+        let rest = self
+            .base_url
+            .split_once("://")
+            .map_or(self.base_url.as_str(), |(_, r)| r);
+        rest.split('/').next().unwrap_or(rest)
     }
 
     pub fn get_with<T: DeserializeOwned>(

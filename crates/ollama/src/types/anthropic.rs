@@ -43,6 +43,10 @@ pub struct MessagesRequest {
     pub stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<Tool>>,
+    /// `{"type": "disabled"}` turns thinking off (Ollama >= 0.23.4 reads it; older
+    /// servers ignore it and thinking models think).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

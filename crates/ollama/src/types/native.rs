@@ -41,6 +41,9 @@ pub struct TagsResponse {
 pub struct ListedModel {
     pub name: String,
     pub model: String,
+    /// Set for cloud models, which run upstream (api/types.go ListModelResponse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_host: Option<String>,
     pub modified_at: String,
     pub size: u64,
     pub digest: String,
@@ -68,6 +71,9 @@ pub struct ShowResponse {
     /// Absent before Ollama 0.6; then treated as unknown.
     #[serde(default)]
     pub capabilities: Option<Vec<String>>,
+    /// Set for cloud models (api/types.go ShowResponse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_host: Option<String>,
 }
 
 impl ShowResponse {
@@ -123,6 +129,13 @@ pub struct GenerateRequest {
     pub keep_alive: Option<KeepAlive>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub options: Option<Map<String, Value>>,
+    /// `false` stops a thinking model from spending the budget on thoughts
+    /// (api.ThinkValue, Ollama >= 0.9.0; older servers ignore the field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub think: Option<bool>,
+    /// Text after the insertion point (fill-in-the-middle; `insert` capability).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
 }
 
 /// Timing and token counts on a final (`done: true`) object. Durations are nanoseconds.
@@ -187,6 +200,9 @@ pub struct ChatMessage {
     pub role: String,
     #[serde(default)]
     pub content: String,
+    /// On a `tool` message: the tool whose result this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,6 +239,8 @@ pub struct ChatRequest {
     pub keep_alive: Option<KeepAlive>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub options: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub think: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -254,4 +272,29 @@ pub struct PullProgress {
     pub total: Option<u64>,
     #[serde(default)]
     pub completed: Option<u64>,
+}
+
+/// `POST /api/embed` (Ollama >= 0.2.6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedRequest {
+    pub model: String,
+    pub input: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedResponse {
+    pub model: String,
+    pub embeddings: Vec<Vec<f64>>,
+}
+
+/// `POST /api/embeddings`, the older single-prompt form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingsRequest {
+    pub model: String,
+    pub prompt: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingsResponse {
+    pub embedding: Vec<f64>,
 }

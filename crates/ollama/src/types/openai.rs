@@ -24,7 +24,15 @@ pub struct ErrorDetail {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelList {
     pub object: String,
+    /// Ollama sends `null` when no model is installed (a nil Go slice).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub data: Vec<Model>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// One model, also the body of `GET /v1/models/{model}`.
@@ -93,6 +101,9 @@ pub struct StreamOptions {
 pub struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: String,
+    /// For `json_schema`: `{"name", "schema", "strict"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<Value>,
 }
 
 /// `POST /v1/chat/completions`.
@@ -109,6 +120,9 @@ pub struct ChatCompletionRequest {
     pub response_format: Option<ResponseFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<Tool>>,
+    /// `"none"` turns thinking off (openai/openai.go, Ollama >= 0.12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,15 +192,25 @@ pub struct ResponsesRequest {
     pub instructions: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u32>,
+    /// Function tools, Responses-shaped (`{"type","name","description","parameters"}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Value>,
+    /// `{"effort": "none"}` turns thinking off (Ollama >= 0.22.0 reads it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     pub id: String,
     pub object: String,
-    pub created_at: i64,
+    /// Absent from stream events before Ollama 0.14.2 (openai/responses.go@v0.14.0
+    /// builds them from id, object, status and output only).
+    #[serde(default)]
+    pub created_at: Option<i64>,
     pub status: String,
-    pub model: String,
+    #[serde(default)]
+    pub model: Option<String>,
     pub output: Vec<OutputItem>,
     #[serde(default)]
     pub usage: Option<ResponsesUsage>,
@@ -308,4 +332,57 @@ pub enum ResponsesEvent {
     /// Reasoning summaries, web search and anything newer.
     #[serde(other)]
     Other,
+}
+
+/// `POST /v1/completions` (legacy completions; `suffix` for fill-in-the-middle).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompletionRequest {
+    pub model: String,
+    pub prompt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    pub stream: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    pub id: String,
+    pub object: String,
+    pub model: String,
+    pub choices: Vec<CompletionChoice>,
+    #[serde(default)]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionChoice {
+    pub text: String,
+    pub index: u32,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+/// `POST /v1/embeddings`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingRequest {
+    pub model: String,
+    pub input: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding_format: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingList {
+    pub object: String,
+    pub data: Vec<Embedding>,
+    pub model: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Embedding {
+    pub object: String,
+    pub embedding: Vec<f64>,
+    pub index: u32,
 }

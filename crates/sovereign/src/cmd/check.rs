@@ -16,7 +16,7 @@ pub struct CheckArgs {
     /// The server to check [default: the server in sovereign.toml, else 127.0.0.1:11434].
     #[arg(long)]
     pub url: Option<String>,
-    /// The model to generate with [default: the first model the server lists].
+    /// The model to generate with [default: the first local chat model the server lists, by the capabilities /api/show reports].
     #[arg(long)]
     pub model: Option<String>,
     /// Seconds one request may take, a cold model load included.
