@@ -470,3 +470,65 @@ fn verbose_logs_name_what_changed_and_never_a_key() {
         text(&from_env)
     );
 }
+
+#[test]
+fn a_missing_key_file_makes_show_conf_exit_2_and_validate_warn() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    std::fs::remove_file(d.state().join("peers/laptop.key")).unwrap();
+    let out = d.run(&["peer", "show", "laptop", "--conf"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    assert!(text(&out).contains("peer rotate laptop"), "{}", text(&out));
+    assert!(!text(&out).contains("registered its own public key"));
+    let validate = d.ok(&["config", "validate"]);
+    assert!(validate.contains("missing key file"), "{validate}");
+}
+
+#[test]
+fn a_deleted_peer_block_frees_nothing_and_validate_says_so() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    std::fs::write(d.config(), CONFIG).unwrap();
+    let validate = d.ok(&["config", "validate", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&validate).unwrap();
+    let messages: Vec<&str> = report["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.starts_with("orphaned key file")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("in the ledger")),
+        "{messages:?}"
+    );
+    let before = d.snapshot();
+    let out = d.run(&["peer", "add", "laptop"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(d.snapshot(), before);
+    let out = d.ok(&["peer", "add", "phone"]);
+    assert!(out.contains("10.10.10.3"), "{out}");
+}
+
+#[test]
+fn a_readable_key_file_is_refused_by_every_command_alike() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    let key = d.state().join("peers/laptop.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for args in [
+        &["router", "render"][..],
+        &["peer", "show", "laptop", "--conf"],
+        &["peer", "rotate", "laptop"],
+        &["peer", "add", "phone"],
+        &["config", "validate"],
+    ] {
+        let out = d.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("chmod 600"), "{args:?}: {}", text(&out));
+    }
+}

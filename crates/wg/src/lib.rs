@@ -8,6 +8,7 @@
 mod bundle;
 mod client;
 mod key;
+pub mod ledger;
 pub mod plan;
 mod qr;
 mod registry;
@@ -18,7 +19,10 @@ pub use bundle::{
 };
 pub use client::{PRIVATE_KEY_PLACEHOLDER, render_client_config};
 pub use key::{Key, KeyError, RouterSecrets};
+pub use ledger::{Ledger, LedgerEntry};
 pub use plan::PeerError;
 pub use qr::{PNG_MODULE_PIXELS, QUIET_ZONE, QrError, qr_png, qr_terminal};
 pub use registry::{AddRequest, ClientMaterial, PeerRegistry, RegistryError, Revoked, RouterRekey};
-pub use store::{Changes, FileKind, KeyStore, OsFs, SecretFs, SharedLock, StateLock, StoreError};
+pub use store::{
+    Changes, FileKind, KeyStore, OsFs, SecretFs, SharedLock, StateLock, StoreError, StoreFinding,
+};

@@ -8,6 +8,7 @@ use ipnet::Ipv4Net;
 use sovereign_model::{Deployment, PEER_NAME_HINT, Peer, PeerStatus, is_peer_name};
 
 use crate::key::Key;
+use crate::ledger::Ledger;
 
 /// A request the deployment cannot accept. Every message says what is wrong and how
 /// to fix it; callers treat all of these as usage errors (exit 2).
@@ -25,6 +26,13 @@ pub enum PeerError {
         status: &'static str,
         revoked: bool,
     },
+    #[error(
+        "the name `{name}` belongs to a peer whose [[peer]] block is gone from the deployment file \
+         (deleted by hand?); the state directory's ledger keeps its name and address {address} reserved. \
+         Put the block back (`sovereign config validate` lists what is missing), or run \
+         `sovereign peer purge {name}` to free the name (the address stays retired)"
+    )]
+    NameInLedger { name: String, address: Ipv4Addr },
     #[error(
         "`{text}` is not a WireGuard public key; pass the 44-character base64 key the device prints \
          with `wg pubkey < private.key` (or omit --public-key to let sovereign generate the pair)"
@@ -97,8 +105,9 @@ pub struct NewPeer<'a> {
     pub created: &'a str,
 }
 
-/// The `[[peer]]` entry a new peer gets, or why it cannot be added.
-pub fn plan_add(d: &Deployment, new: &NewPeer<'_>) -> Result<Peer, PeerError> {
+/// The `[[peer]]` entry a new peer gets, or why it cannot be added. `ledger`: every
+/// allocation ever made, so that a block deleted by hand frees nothing.
+pub fn plan_add(d: &Deployment, ledger: &Ledger, new: &NewPeer<'_>) -> Result<Peer, PeerError> {
     if !is_peer_name(new.name) {
         return Err(PeerError::InvalidName {
             name: new.name.into(),
@@ -111,13 +120,19 @@ pub fn plan_add(d: &Deployment, new: &NewPeer<'_>) -> Result<Peer, PeerError> {
             revoked: !existing.is_active(),
         });
     }
+    if let Some(entry) = ledger.entry(new.name) {
+        return Err(PeerError::NameInLedger {
+            name: new.name.into(),
+            address: entry.address,
+        });
+    }
     check_public_key_unused(d, new.public_key, None)?;
     let address = match new.address {
         Some(address) => {
-            check_address_free(d, address)?;
+            check_address_free(d, ledger, address)?;
             address
         }
-        None => next_free_address(d)?,
+        None => next_free_address(d, ledger)?,
     };
     Ok(Peer {
         name: new.name.into(),
@@ -170,18 +185,25 @@ pub fn active_peer<'d>(d: &'d Deployment, name: &str) -> Result<&'d Peer, PeerEr
 }
 
 /// The lowest host address of the VPN subnet that is neither the router's nor any
-/// peer's, revoked peers included (their addresses are never reused).
-pub fn next_free_address(d: &Deployment) -> Result<Ipv4Addr, PeerError> {
+/// peer's, revoked, purged and hand-deleted peers included (their addresses are
+/// never reused).
+pub fn next_free_address(d: &Deployment, ledger: &Ledger) -> Result<Ipv4Addr, PeerError> {
     let subnet = d.wireguard.subnet;
     hosts(subnet)
         .find(|address| {
-            *address != d.wireguard.address && !d.peers.iter().any(|p| p.address == *address)
+            *address != d.wireguard.address
+                && !d.peers.iter().any(|p| p.address == *address)
+                && ledger.address_owner(*address).is_none()
         })
         .ok_or(PeerError::SubnetFull { subnet })
 }
 
 /// Why `address` cannot be given to a new peer, if it cannot.
-pub fn check_address_free(d: &Deployment, address: Ipv4Addr) -> Result<(), PeerError> {
+pub fn check_address_free(
+    d: &Deployment,
+    ledger: &Ledger,
+    address: Ipv4Addr,
+) -> Result<(), PeerError> {
     let subnet = d.wireguard.subnet;
     if !subnet.contains(&address) {
         return Err(PeerError::AddressOutsideSubnet { address, subnet });
@@ -207,6 +229,14 @@ pub fn check_address_free(d: &Deployment, address: Ipv4Addr) -> Result<(), PeerE
             address,
             by: owner.name.clone(),
             revoked: !owner.is_active(),
+        });
+    }
+    if let Some(owner) = ledger.address_owner(address) {
+        // Not in the file: revoked and purged, or deleted by hand. Retired either way.
+        return Err(PeerError::AddressInUse {
+            address,
+            by: owner.name.clone(),
+            revoked: true,
         });
     }
     Ok(())
@@ -261,6 +291,7 @@ mod tests {
         let public_key = key(d.peers.len() as u8 + 10);
         let peer = plan_add(
             d,
+            &Ledger::default(),
             &NewPeer {
                 name,
                 address,
@@ -312,6 +343,34 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("never handed out again"));
+    }
+
+    #[test]
+    fn a_block_deleted_by_hand_frees_neither_name_nor_address() {
+        let mut d = Deployment::reference();
+        add(&mut d, "laptop", None).unwrap();
+        let mut ledger = Ledger::default();
+        ledger.absorb(&d);
+        d.peers.clear();
+        let fresh = key(50);
+        let new = |name| NewPeer {
+            name,
+            address: None,
+            public_key: &fresh,
+            preshared_key: true,
+            created: "",
+        };
+        let err = plan_add(&d, &ledger, &new("laptop")).unwrap_err();
+        assert!(matches!(err, PeerError::NameInLedger { .. }), "{err}");
+        assert!(err.to_string().contains("peer purge laptop"), "{err}");
+        let phone = plan_add(&d, &ledger, &new("phone")).unwrap();
+        assert_eq!(phone.address, Ipv4Addr::new(10, 10, 10, 3));
+        let err = check_address_free(&d, &ledger, Ipv4Addr::new(10, 10, 10, 2)).unwrap_err();
+        assert!(matches!(err, PeerError::AddressInUse { .. }), "{err}");
+        // A purged name is free again; its address is not.
+        ledger.purge("laptop");
+        let again = plan_add(&d, &ledger, &new("laptop")).unwrap();
+        assert_eq!(again.address, Ipv4Addr::new(10, 10, 10, 3));
     }
 
     #[test]
@@ -402,7 +461,7 @@ mod tests {
             created: "",
         };
         assert!(matches!(
-            plan_add(&d, &new),
+            plan_add(&d, &Ledger::default(), &new),
             Err(PeerError::DuplicatePublicKey { .. })
         ));
     }

@@ -10,6 +10,7 @@ use sovereign_model::{ConfigErrors, Deployment, EditError, Peer};
 use crate::bundle::PeerBundle;
 use crate::client::render_client_config;
 use crate::key::{Key, KeyError, RouterSecrets};
+use crate::ledger::Ledger;
 use crate::plan::{self, NewPeer, PeerError};
 use crate::store::{KeyStore, StoreError};
 
@@ -123,6 +124,8 @@ impl ClientMaterial {
 /// One peer's change, decided from the current file.
 struct Edit {
     peer: Peer,
+    /// For the ledger: whether sovereign generated the private key (`None`: unchanged).
+    sovereign_key: Option<bool>,
     private_key: KeyChange,
     preshared_key: KeyChange,
     ensure_router_key: bool,
@@ -172,9 +175,10 @@ impl PeerRegistry {
         } else {
             None
         };
-        let edit = self.change(|d, _| {
+        let edit = self.change(|d, ledger, _| {
             let peer = plan::plan_add(
                 d,
+                ledger,
                 &NewPeer {
                     name: &request.name,
                     address: request.address,
@@ -185,6 +189,7 @@ impl PeerRegistry {
             )?;
             Ok(Some(Edit {
                 peer,
+                sovereign_key: Some(private_key.is_some()),
                 private_key: put_or_remove(&private_key),
                 preshared_key: put_or_remove(&psk),
                 ensure_router_key: true,
@@ -214,9 +219,15 @@ impl PeerRegistry {
         let public_key =
             device_key.unwrap_or_else(|| private_key.as_ref().expect("generated").public_key());
         let psk = Key::generate_preshared()?;
-        let edit = self.change(|d, store| {
+        let edit = self.change(|d, ledger, store| {
             let peer = plan::plan_rotate(d, name, &public_key)?;
-            if private_key.is_some() && !store.has_peer_private_key(name)? {
+            // The ledger knows who generated the key, so a lost key file is replaced,
+            // not mistaken for a device's key; older state directories go by the file.
+            let device_keyed = match store.sovereign_keyed(Some(ledger), name) {
+                Some(sovereign) => !sovereign,
+                None => !store.has_peer_private_key(name)?,
+            };
+            if private_key.is_some() && device_keyed {
                 return Err(PeerError::DeviceKeyed { name: name.into() }.into());
             }
             let preshared_key = if peer.preshared_key {
@@ -226,6 +237,7 @@ impl PeerRegistry {
             };
             Ok(Some(Edit {
                 peer,
+                sovereign_key: Some(private_key.is_some()),
                 private_key: put_or_remove(&private_key),
                 preshared_key,
                 ensure_router_key: true,
@@ -236,9 +248,10 @@ impl PeerRegistry {
 
     /// Mark a peer revoked (its address stays reserved) and delete its key files.
     pub fn revoke(&self, name: &str) -> Result<Revoked, RegistryError> {
-        let edit = self.change(|d, _| {
+        let edit = self.change(|d, _, _| {
             Ok(plan::plan_revoke(d, name)?.map(|peer| Edit {
                 peer,
+                sovereign_key: None,
                 private_key: KeyChange::Remove,
                 preshared_key: KeyChange::Remove,
                 ensure_router_key: false,
@@ -264,6 +277,23 @@ impl PeerRegistry {
         let (_, deployment) = self.read_config()?;
         let peer = plan::active_peer(&deployment, name)?.clone();
         let private_key = self.store.peer_private_key(name)?;
+        if private_key.is_none()
+            && self
+                .store
+                .sovereign_keyed(self.store.ledger()?.as_ref(), name)
+                == Some(true)
+        {
+            // Without this, a lost key file would pass for a device-generated pair.
+            return Err(StoreError::MissingSecret {
+                path: self.store.peer_private_key_path(name),
+                hint: format!(
+                    "sovereign generated peer `{name}`'s private key and it is gone; restore the file \
+                     from a backup (`sovereign restore`), or run `sovereign peer rotate {name}` for \
+                     new keys (the device then needs its new config)"
+                ),
+            }
+            .into());
+        }
         if let Some(key) = &private_key
             && key.public_key().to_base64() != peer.public_key
         {
@@ -362,17 +392,19 @@ impl PeerRegistry {
     /// file cannot change underneath, and commit.
     fn change(
         &self,
-        decide: impl Fn(&Deployment, &KeyStore) -> Result<Option<Edit>, RegistryError>,
+        decide: impl Fn(&Deployment, &Ledger, &KeyStore) -> Result<Option<Edit>, RegistryError>,
     ) -> Result<Option<Edit>, RegistryError> {
         let (_, d) = self.read_config()?;
-        if decide(&d, &self.store)?.is_none() {
+        if decide(&d, &self.store.ledger_for(&d)?, &self.store)?.is_none() {
             return Ok(None);
         }
         let lock = self.store.lock()?;
         let (text, d) = self.read_config()?;
-        let Some(edit) = decide(&d, &self.store)? else {
+        let mut ledger = self.store.ledger_for(&d)?;
+        let Some(edit) = decide(&d, &ledger, &self.store)? else {
             return Ok(None);
         };
+        ledger.record(&edit.peer, edit.sovereign_key);
         let new_text = sovereign_model::upsert_peer(&text, &edit.peer)?;
         sovereign_model::parse(&new_text, &self.config).map_err(RegistryError::EditBroke)?;
         let mut changes = lock.changes();
@@ -388,6 +420,7 @@ impl PeerRegistry {
             KeyChange::Put(key) => changes.put_peer_preshared_key(name, key),
             KeyChange::Remove => changes.remove_peer_preshared_key(name),
         }
+        changes.put_ledger(&ledger);
         changes.replace_config(&self.config, new_text);
         lock.commit(changes)?;
         Ok(Some(edit))

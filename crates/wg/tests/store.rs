@@ -269,6 +269,9 @@ impl SecretFs for FailingFs {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         OsFs.read(path)
     }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        OsFs.list_dir(path)
+    }
     fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
         self.step("create_dir")?;
         OsFs.create_dir(path, mode)
@@ -616,4 +619,100 @@ fn rekey_replaces_the_router_key_pair_and_names_the_peers_to_reissue() {
     registry.rekey_router().unwrap();
     let d = sovereign_model::load(&s.config).unwrap();
     assert!(registry.store().router_secrets(&d).is_ok());
+}
+
+#[test]
+fn a_peer_block_deleted_by_hand_keeps_its_name_and_address() {
+    let s = setup(CONFIG);
+    let registry = PeerRegistry::open(&s.config).unwrap();
+    let laptop = registry.add(&request("laptop")).unwrap();
+    assert_eq!(mode(&s.state.join("ledger.json")), 0o600);
+    // The user deletes the [[peer]] block, leaving the rest of the file.
+    std::fs::write(&s.config, CONFIG).unwrap();
+    let err = registry.add(&request("laptop")).unwrap_err();
+    assert!(err.is_usage());
+    assert!(err.to_string().contains("peer purge laptop"), "{err}");
+    let phone = registry.add(&request("phone")).unwrap();
+    assert_ne!(phone.address, laptop.address);
+    let d = sovereign_model::load(&s.config).unwrap();
+    let findings = registry.store().audit(&d).unwrap();
+    let text: Vec<_> = findings.iter().map(|f| f.message.as_str()).collect();
+    assert!(
+        text.iter()
+            .any(|m| m.contains("`laptop`") && m.contains("ledger")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|m| m.starts_with("orphaned key file: no active peer `laptop`")),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn a_lost_private_key_is_an_error_not_a_device_key_and_rotate_mends_it() {
+    let s = setup(CONFIG);
+    let registry = PeerRegistry::open(&s.config).unwrap();
+    registry.add(&request("laptop")).unwrap();
+    let key = s.state.join("peers/laptop.key");
+    std::fs::remove_file(&key).unwrap();
+    let err = match registry.client_material("laptop") {
+        Err(e) => e,
+        Ok(_) => panic!("a lost key passed for a device key"),
+    };
+    assert!(err.is_usage());
+    assert!(err.to_string().contains("peer rotate laptop"), "{err}");
+    let d = sovereign_model::load(&s.config).unwrap();
+    let findings = registry.store().audit(&d).unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.path == key.display().to_string()
+                && f.message.starts_with("missing key file")),
+        "{findings:?}"
+    );
+    registry.rotate("laptop", None).unwrap();
+    assert!(
+        registry
+            .client_material("laptop")
+            .unwrap()
+            .private_key
+            .is_some()
+    );
+    // A device-keyed peer still has no key file, and that is fine.
+    let mut phone = request("phone");
+    phone.public_key = Some(
+        sovereign_wg::Key::from_bytes([7; 32])
+            .public_key()
+            .to_base64(),
+    );
+    registry.add(&phone).unwrap();
+    assert!(
+        registry
+            .client_material("phone")
+            .unwrap()
+            .private_key
+            .is_none()
+    );
+    let d = sovereign_model::load(&s.config).unwrap();
+    assert_eq!(registry.store().audit(&d).unwrap(), vec![]);
+}
+
+#[test]
+fn any_readable_file_in_the_state_directory_is_refused_when_the_store_opens() {
+    let s = setup(CONFIG);
+    PeerRegistry::open(&s.config)
+        .unwrap()
+        .add(&request("laptop"))
+        .unwrap();
+    // A key no router command reads (the peer's private key) is refused all the same.
+    let key = s.state.join("peers/laptop.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = PeerRegistry::open(&s.config).err().expect("refused");
+    assert!(err.is_usage());
+    assert!(
+        err.to_string()
+            .contains(&format!("chmod 600 {}", key.display())),
+        "{err}"
+    );
 }
