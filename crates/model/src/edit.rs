@@ -1,7 +1,9 @@
 //! Comment-preserving edits of `sovereign.toml`, for commands that change the file
 //! (`sovereign peer ...`). The user's comments and layout survive every edit.
 
-use crate::config::{Peer, PeerStatus};
+use crate::config::Peer;
+#[cfg(test)]
+use crate::config::PeerStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {
@@ -41,11 +43,31 @@ fn fill(table: &mut toml_edit::Table, peer: &Peer) {
     if !peer.created.is_empty() {
         table["created"] = toml_edit::value(peer.created.as_str());
     }
-    table["status"] = toml_edit::value(match peer.status {
-        PeerStatus::Active => "active",
-        PeerStatus::Revoked => "revoked",
-    });
+    table["status"] = toml_edit::value(peer.status.as_str());
     table["preshared_key"] = toml_edit::value(peer.preshared_key);
+    if peer.changed.is_empty() {
+        table.remove("changed");
+    } else {
+        table["changed"] = toml_edit::value(peer.changed.as_str());
+    }
+    match &peer.expires {
+        Some(expires) => table["expires"] = toml_edit::value(expires.as_str()),
+        None => {
+            table.remove("expires");
+        }
+    }
+}
+
+/// Remove the `[[peer]]` entry named `name` (`peer purge`, `peer rename`).
+pub fn remove_peer(text: &str, name: &str) -> Result<String, EditError> {
+    let mut document: toml_edit::DocumentMut = text.parse()?;
+    if let Some(item) = document.get_mut("peer") {
+        let tables = item
+            .as_array_of_tables_mut()
+            .ok_or(EditError::PeerNotArrayOfTables)?;
+        tables.retain(|t| t.get("name").and_then(|v| v.as_str()) != Some(name));
+    }
+    Ok(document.to_string())
 }
 
 #[cfg(test)]
@@ -60,6 +82,8 @@ mod tests {
             created: "2026-11-29T00:00:00Z".into(),
             status: PeerStatus::Active,
             preshared_key: true,
+            changed: String::new(),
+            expires: None,
         }
     }
 

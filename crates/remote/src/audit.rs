@@ -340,6 +340,9 @@ pub fn peer_drift(deployment: &Deployment, live: Option<&WgInterface>) -> Vec<Dr
             key: found.public_key.clone(),
             name: revoked.map(|p| p.name.clone()),
             detail: match revoked {
+                Some(p) if p.status == sovereign_model::PeerStatus::Disabled => {
+                    "DISABLED in sovereign.toml but still accepted by the router".into()
+                }
                 Some(_) => "REVOKED in sovereign.toml but still accepted by the router".into(),
                 None => format!(
                     "not in sovereign.toml (allowed IPs {})",
@@ -697,6 +700,8 @@ mod tests {
                 created: String::new(),
                 status: PeerStatus::Active,
                 preshared_key: true,
+                changed: String::new(),
+                expires: None,
             },
             Peer {
                 name: "old-phone".into(),
@@ -705,6 +710,8 @@ mod tests {
                 created: String::new(),
                 status: PeerStatus::Revoked,
                 preshared_key: true,
+                changed: String::new(),
+                expires: None,
             },
         ];
         d

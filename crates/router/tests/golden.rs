@@ -54,3 +54,25 @@ fn golden_files_for_every_variant_and_target() {
         }
     }
 }
+
+/// A disabled peer leaves the router exactly as a revoked one does (absent, its
+/// OpenWrt section deleted), and enabling it gives back the all-active rendering.
+#[test]
+fn disable_renders_as_absent_and_enable_restores_the_rendering() {
+    let all = sovereign_testkit::deployments::with_peers(3);
+    let mut disabled = all.clone();
+    disabled.peers[1].status = sovereign_model::PeerStatus::Disabled;
+    let mut revoked = all.clone();
+    revoked.peers[1].status = sovereign_model::PeerStatus::Revoked;
+    let secrets = common::secrets(&all);
+    for target in [RouterTarget::Linux, RouterTarget::Openwrt] {
+        let files = |d| render(d, &secrets, target).unwrap().files;
+        assert_eq!(files(&disabled), files(&revoked), "{target:?}");
+        assert_ne!(files(&disabled), files(&all), "{target:?}");
+        let mut enabled = disabled.clone();
+        enabled.peers[1].status = sovereign_model::PeerStatus::Active;
+        assert_eq!(files(&enabled), files(&all), "{target:?}");
+        let text = snapshot_text(&render(&disabled, &secrets, target).unwrap(), &secrets);
+        assert!(!text.contains(&all.peers[1].public_key), "{target:?}");
+    }
+}

@@ -157,7 +157,7 @@ fn lifecycle_add_list_show_export_rotate_revoke() {
     let list: serde_json::Value = serde_json::from_str(&d.ok(&["peer", "list", "--json"])).unwrap();
     assert_ne!(list[0]["public_key"].as_str().unwrap(), old_public);
 
-    d.ok(&["peer", "revoke", "phone"]);
+    d.ok(&["peer", "revoke", "phone", "--yes"]);
     assert!(!d.state().join("peers/phone.key").exists());
     let list: serde_json::Value = serde_json::from_str(&d.ok(&["peer", "list", "--json"])).unwrap();
     assert_eq!(list[1]["status"], "revoked");
@@ -205,7 +205,7 @@ fn no_key_material_outside_show() {
     outputs.push(d.run(&["peer", "show", "laptop", "--json"]));
     outputs.push(d.run(&["peer", "export", "laptop"]));
     outputs.push(d.run(&["peer", "show", "laptop", "--png", "laptop.png"]));
-    outputs.push(d.run(&["peer", "revoke", "phone"]));
+    outputs.push(d.run(&["peer", "revoke", "phone", "--yes"]));
     let before_rotate = d.secrets();
     outputs.push(d.run(&["peer", "rotate", "laptop"]));
     let mut secrets = d.secrets();
@@ -234,7 +234,7 @@ fn bad_input_exits_2_names_the_fix_and_changes_nothing() {
     let d = Deployment::new(CONFIG);
     d.ok(&["peer", "add", "laptop"]);
     d.ok(&["peer", "add", "old"]);
-    d.ok(&["peer", "revoke", "old"]);
+    d.ok(&["peer", "revoke", "old", "--yes"]);
     let before = d.snapshot();
     let cases: &[(&[&str], &str)] = &[
         (&["peer", "add", "laptop"], "already exists"),
@@ -531,4 +531,63 @@ fn a_readable_key_file_is_refused_by_every_command_alike() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
         assert!(text(&out).contains("chmod 600"), "{args:?}: {}", text(&out));
     }
+}
+
+#[test]
+fn disable_and_enable_keep_keys_and_change_only_the_router_config() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    d.ok(&["peer", "add", "phone"]);
+    let keys = d.secrets();
+    let rendered = |d: &Deployment| d.ok(&["router", "render", "--target", "linux"]);
+    let before = rendered(&d);
+    let phone_key = {
+        let list: serde_json::Value =
+            serde_json::from_str(&d.ok(&["peer", "list", "--json"])).unwrap();
+        list[1]["public_key"].as_str().unwrap().to_string()
+    };
+    assert!(before.contains(&phone_key));
+    let out = d.ok(&["peer", "disable", "phone", "--json"]);
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["action"], "disable");
+    assert_eq!(result["changed"], true);
+    assert_eq!(result["peer"]["status"], "disabled");
+    assert_eq!(result["peer"]["address"], "10.10.10.3");
+    assert!(!result["peer"]["changed"].as_str().unwrap().is_empty());
+    assert_eq!(d.secrets(), keys, "disable keeps every key file");
+    let off = rendered(&d);
+    assert!(!off.contains(&phone_key), "{off}");
+    assert!(off.contains("10.10.10.2/32"));
+    // Its config can still be shown, for when it comes back.
+    d.ok(&["peer", "show", "phone", "--conf"]);
+    let list = d.ok(&["peer", "list"]);
+    assert!(
+        list.contains("STATE") && list.contains("disabled"),
+        "{list}"
+    );
+    // A disabled peer's address is not handed out.
+    assert!(d.ok(&["peer", "add", "tablet"]).contains("10.10.10.4"));
+    let again = d.ok(&["peer", "disable", "phone"]);
+    assert!(again.contains("already disabled"), "{again}");
+    d.ok(&["peer", "enable", "phone"]);
+    let on = rendered(&d);
+    assert!(on.contains(&phone_key));
+    // Revoked peers cannot come back.
+    d.ok(&["peer", "revoke", "phone", "--yes"]);
+    let out = d.run(&["peer", "enable", "phone"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn revoke_without_a_terminal_needs_yes_and_changes_nothing_without_it() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "phone"]);
+    let before = d.snapshot();
+    let out = d.run(&["peer", "revoke", "phone"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--yes"), "{}", text(&out));
+    assert_eq!(d.snapshot(), before);
+    let out = d.ok(&["peer", "revoke", "phone", "--yes", "--json"]);
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["peer"]["status"], "revoked");
 }

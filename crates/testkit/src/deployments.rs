@@ -23,6 +23,8 @@ pub fn peer(i: usize) -> Peer {
         created: String::new(),
         status: PeerStatus::Active,
         preshared_key: true,
+        changed: String::new(),
+        expires: None,
     }
 }
 
@@ -53,6 +55,11 @@ pub fn variants() -> Vec<(&'static str, Deployment)> {
     d.peers[1].status = PeerStatus::Revoked;
     d.server.mac = Some(MacAddr([0x3c, 0x22, 0xfb, 0x12, 0x34, 0x56]));
     out.push(("revoked_peer_and_mac", d));
+    // peer-2 of three is disabled: its section and AllowedIPs leave the router's
+    // config exactly as a revoked peer's do, while peer-1 and peer-3 stay.
+    let mut d = with_peers(3);
+    d.peers[1].status = PeerStatus::Disabled;
+    out.push(("disabled_peer", d));
     out.push(("peers_0", with_peers(0)));
     out.push(("peers_50", with_peers(50)));
     out

@@ -142,6 +142,8 @@ mod tests {
             created: String::new(),
             status: Default::default(),
             preshared_key: true,
+            changed: String::new(),
+            expires: None,
         }
     }
 

@@ -72,7 +72,10 @@ pub enum PeerError {
     SubnetFull { subnet: Ipv4Net },
     #[error("there is no peer named `{name}`; {}", known_peers_hint(.known))]
     UnknownPeer { name: String, known: Vec<String> },
-    #[error("peer `{name}` is revoked; add a new peer with another name instead")]
+    #[error(
+        "peer `{name}` is revoked; add a new peer with another name, or `sovereign peer purge {name}` \
+         to free the name"
+    )]
     Revoked { name: String },
     #[error(
         "peer `{name}` registered a public key its device generated, so sovereign holds no private key to \
@@ -116,7 +119,7 @@ pub fn plan_add(d: &Deployment, ledger: &Ledger, new: &NewPeer<'_>) -> Result<Pe
     if let Some(existing) = d.peer(new.name) {
         return Err(PeerError::DuplicateName {
             name: new.name.into(),
-            status: status_word(existing.status),
+            status: existing.status.as_str(),
             revoked: !existing.is_active(),
         });
     }
@@ -141,12 +144,14 @@ pub fn plan_add(d: &Deployment, ledger: &Ledger, new: &NewPeer<'_>) -> Result<Pe
         created: new.created.into(),
         status: PeerStatus::Active,
         preshared_key: new.preshared_key,
+        changed: new.created.into(),
+        expires: None,
     })
 }
 
 /// The entry after a rotation: the same name and address, a new public key.
 pub fn plan_rotate(d: &Deployment, name: &str, public_key: &Key) -> Result<Peer, PeerError> {
-    let peer = active_peer(d, name)?;
+    let peer = keyed_peer(d, name)?;
     check_public_key_unused(d, public_key, Some(name))?;
     Ok(Peer {
         public_key: public_key.to_base64(),
@@ -155,16 +160,51 @@ pub fn plan_rotate(d: &Deployment, name: &str, public_key: &Key) -> Result<Peer,
 }
 
 /// The entry after a revocation: a tombstone that keeps the address reserved.
-/// `Ok(None)` when the peer is already revoked (nothing to do).
-pub fn plan_revoke(d: &Deployment, name: &str) -> Result<Option<Peer>, PeerError> {
+/// `Ok(None)` when the peer is already revoked (nothing to do). `now`: RFC 3339.
+pub fn plan_revoke(d: &Deployment, name: &str, now: &str) -> Result<Option<Peer>, PeerError> {
     let peer = find_peer(d, name)?;
-    if !peer.is_active() {
+    if peer.status == PeerStatus::Revoked {
         return Ok(None);
     }
     Ok(Some(Peer {
         status: PeerStatus::Revoked,
+        changed: now.into(),
         ..peer.clone()
     }))
+}
+
+/// The entry after `peer disable` (`enable: false`) or `peer enable`: keys and
+/// address unchanged. `Ok(None)` when the peer is in that state already.
+pub fn plan_enable(
+    d: &Deployment,
+    name: &str,
+    enable: bool,
+    now: &str,
+) -> Result<Option<Peer>, PeerError> {
+    let peer = keyed_peer(d, name)?;
+    let status = if enable {
+        PeerStatus::Active
+    } else {
+        PeerStatus::Disabled
+    };
+    if peer.status == status {
+        return Ok(None);
+    }
+    Ok(Some(Peer {
+        status,
+        changed: now.into(),
+        ..peer.clone()
+    }))
+}
+
+/// A peer that still holds keys (active or disabled): what `show`, `export`,
+/// `rotate`, `disable` and `enable` work on.
+pub fn keyed_peer<'d>(d: &'d Deployment, name: &str) -> Result<&'d Peer, PeerError> {
+    let peer = find_peer(d, name)?;
+    if !peer.holds_keys() {
+        return Err(PeerError::Revoked { name: name.into() });
+    }
+    Ok(peer)
 }
 
 /// A peer by name, revoked ones included; an unknown name lists the known ones.
@@ -272,13 +312,6 @@ fn hosts(subnet: Ipv4Net) -> impl Iterator<Item = Ipv4Addr> {
     (first..=last).map(Ipv4Addr::from)
 }
 
-fn status_word(status: PeerStatus) -> &'static str {
-    match status {
-        PeerStatus::Active => "active",
-        PeerStatus::Revoked => "revoked",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,7 +364,7 @@ mod tests {
     fn never_reuses_a_revoked_address() {
         let mut d = Deployment::reference();
         add(&mut d, "a", None).unwrap();
-        let revoked = plan_revoke(&d, "a").unwrap().unwrap();
+        let revoked = plan_revoke(&d, "a", "").unwrap().unwrap();
         d.peers[0] = revoked;
         assert_eq!(
             add(&mut d, "b", None).unwrap().address,
@@ -445,7 +478,35 @@ mod tests {
             plan_rotate(&d, "laptop", &key(97)),
             Err(PeerError::Revoked { .. })
         ));
-        assert_eq!(plan_revoke(&d, "laptop"), Ok(None));
+        assert_eq!(plan_revoke(&d, "laptop", ""), Ok(None));
+    }
+
+    #[test]
+    fn disable_and_enable_keep_keys_and_address_and_refuse_revoked_peers() {
+        let mut d = Deployment::reference();
+        let before = add(&mut d, "laptop", None).unwrap();
+        let off = plan_enable(&d, "laptop", false, "2026-02-01T00:00:00Z")
+            .unwrap()
+            .unwrap();
+        assert_eq!(off.status, PeerStatus::Disabled);
+        assert_eq!(off.changed, "2026-02-01T00:00:00Z");
+        assert_eq!(
+            (off.address, &off.public_key),
+            (before.address, &before.public_key)
+        );
+        d.peers[0] = off;
+        assert_eq!(plan_enable(&d, "laptop", false, ""), Ok(None));
+        // A disabled peer's address is as taken as any other.
+        assert_ne!(add(&mut d, "phone", None).unwrap().address, before.address);
+        let on = plan_enable(&d, "laptop", true, "").unwrap().unwrap();
+        assert_eq!(on.status, PeerStatus::Active);
+        // A disabled peer can be revoked; a revoked one cannot come back.
+        let revoked = plan_revoke(&d, "laptop", "").unwrap().unwrap();
+        d.peers[0] = revoked;
+        assert!(matches!(
+            plan_enable(&d, "laptop", true, ""),
+            Err(PeerError::Revoked { .. })
+        ));
     }
 
     #[test]
@@ -476,7 +537,7 @@ mod tests {
             for (i, op) in ops.iter().enumerate() {
                 if *op == 0 && !d.peers.is_empty() {
                     let name = d.peers[i % d.peers.len()].name.clone();
-                    if let Some(tombstone) = plan_revoke(&d, &name).unwrap() {
+                    if let Some(tombstone) = plan_revoke(&d, &name, "").unwrap() {
                         let slot = d.peers.iter().position(|p| p.name == name).unwrap();
                         d.peers[slot] = tombstone;
                     }

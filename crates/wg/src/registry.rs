@@ -21,7 +21,7 @@ pub struct RouterRekey {
     pub public_key: Option<String>,
     /// A router key (or the record of one) is there, and the router may run it.
     pub replaces_key: bool,
-    /// Active peers whose configs carry the old public key.
+    /// Active and disabled peers whose configs carry the old public key.
     pub peers: Vec<String>,
 }
 
@@ -134,6 +134,7 @@ struct Edit {
 enum KeyChange {
     Put(Key),
     Remove,
+    Keep,
 }
 
 impl PeerRegistry {
@@ -246,10 +247,30 @@ impl PeerRegistry {
         Ok(edit.expect("rotate always edits").peer)
     }
 
-    /// Mark a peer revoked (its address stays reserved) and delete its key files.
-    pub fn revoke(&self, name: &str) -> Result<Revoked, RegistryError> {
+    /// Disable (`enable: false`) or enable a peer; keys and address are kept.
+    /// `None` when it is in that state already. `now`: RFC 3339.
+    pub fn set_enabled(
+        &self,
+        name: &str,
+        enable: bool,
+        now: &str,
+    ) -> Result<Option<Peer>, RegistryError> {
         let edit = self.change(|d, _, _| {
-            Ok(plan::plan_revoke(d, name)?.map(|peer| Edit {
+            Ok(plan::plan_enable(d, name, enable, now)?.map(|peer| Edit {
+                peer,
+                sovereign_key: None,
+                private_key: KeyChange::Keep,
+                preshared_key: KeyChange::Keep,
+                ensure_router_key: false,
+            }))
+        })?;
+        Ok(edit.map(|e| e.peer))
+    }
+
+    /// Mark a peer revoked (its address stays reserved) and delete its key files.
+    pub fn revoke(&self, name: &str, now: &str) -> Result<Revoked, RegistryError> {
+        let edit = self.change(|d, _, _| {
+            Ok(plan::plan_revoke(d, name, now)?.map(|peer| Edit {
                 peer,
                 sovereign_key: None,
                 private_key: KeyChange::Remove,
@@ -266,16 +287,16 @@ impl PeerRegistry {
         }
     }
 
-    /// An active peer with its keys, read under the shared lock and checked for
-    /// consistency with the deployment file.
+    /// An active or disabled peer with its keys, read under the shared lock and
+    /// checked for consistency with the deployment file.
     pub fn client_material(&self, name: &str) -> Result<ClientMaterial, RegistryError> {
         let (_, d) = self.read_config()?;
-        plan::active_peer(&d, name)?;
+        plan::keyed_peer(&d, name)?;
         // The router's key never changes once made, so it is safe to get it before the shared lock.
         let router_private = self.store.router_private_key_or_generate(&d)?;
         let _shared = self.store.lock_shared()?;
         let (_, deployment) = self.read_config()?;
-        let peer = plan::active_peer(&deployment, name)?.clone();
+        let peer = plan::keyed_peer(&deployment, name)?.clone();
         let private_key = self.store.peer_private_key(name)?;
         if private_key.is_none()
             && self
@@ -365,7 +386,7 @@ impl PeerRegistry {
         Ok(RouterRekey {
             public_key: None,
             replaces_key: self.store.router_key_present()?,
-            peers: d.active_peers().map(|p| p.name.clone()).collect(),
+            peers: d.keyed_peers().map(|p| p.name.clone()).collect(),
         })
     }
 
@@ -415,10 +436,12 @@ impl PeerRegistry {
         match &edit.private_key {
             KeyChange::Put(key) => changes.put_peer_private_key(name, key),
             KeyChange::Remove => changes.remove_peer_private_key(name),
+            KeyChange::Keep => {}
         }
         match &edit.preshared_key {
             KeyChange::Put(key) => changes.put_peer_preshared_key(name, key),
             KeyChange::Remove => changes.remove_peer_preshared_key(name),
+            KeyChange::Keep => {}
         }
         changes.put_ledger(&ledger);
         changes.replace_config(&self.config, new_text);

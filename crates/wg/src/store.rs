@@ -216,17 +216,17 @@ impl KeyStore {
             if !matches!(ext, Some("key" | "psk")) {
                 continue;
             }
-            if d.peer(name).is_none_or(|p| !p.is_active()) {
+            if d.peer(name).is_none_or(|p| !p.holds_keys()) {
                 out.push(StoreFinding {
                     path: display(&path),
                     message: format!(
-                        "orphaned key file: no active peer `{name}` in the deployment file; \
+                        "orphaned key file: no active or disabled peer `{name}` in the deployment file; \
                          put its [[peer]] block back, or delete the file"
                     ),
                 });
             }
         }
-        for peer in d.active_peers() {
+        for peer in d.keyed_peers() {
             let psk = self.peer_preshared_key_path(&peer.name);
             if peer.preshared_key && self.read_secret(&psk)?.is_none() {
                 out.push(StoreFinding {
@@ -363,7 +363,8 @@ impl KeyStore {
         let recorded = self.read_secret(&self.router_public_key_path())?;
         let mut had_key = recorded.is_some();
         let mut peers = Vec::new();
-        for peer in d.active_peers() {
+        // Disabled peers hold configs with the router's public key too.
+        for peer in d.keyed_peers() {
             had_key = had_key
                 || self.has_peer_private_key(&peer.name)?
                 || self.peer_preshared_key(&peer.name)?.is_some();

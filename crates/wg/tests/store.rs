@@ -161,9 +161,12 @@ fn revoke_keeps_a_tombstone_deletes_keys_and_drops_the_peer_from_router_secrets(
         ["laptop", "phone"]
     );
 
-    assert!(matches!(registry.revoke("phone").unwrap(), Revoked::Now(_)));
     assert!(matches!(
-        registry.revoke("phone").unwrap(),
+        registry.revoke("phone", "2026-02-01T00:00:00Z").unwrap(),
+        Revoked::Now(_)
+    ));
+    assert!(matches!(
+        registry.revoke("phone", "2026-02-01T00:00:00Z").unwrap(),
         Revoked::Already(_)
     ));
     assert!(!s.state.join("peers/phone.key").exists());
@@ -372,7 +375,7 @@ fn a_failed_rotate_leaves_everything_as_it_was() {
 fn a_failed_revoke_leaves_everything_as_it_was() {
     fails_atomically(
         |r| drop(r.add(&request("laptop")).unwrap()),
-        |r| r.revoke("laptop").map(drop),
+        |r| r.revoke("laptop", "2026-02-01T00:00:00Z").map(drop),
     );
 }
 
@@ -445,7 +448,7 @@ fn deployment_and_router_secrets_agree_and_leave_revoked_peers_out() {
     let registry = PeerRegistry::open(&s.config).unwrap();
     registry.add(&request("laptop")).unwrap();
     registry.add(&request("phone")).unwrap();
-    registry.revoke("laptop").unwrap();
+    registry.revoke("laptop", "2026-02-01T00:00:00Z").unwrap();
     let (d, secrets) = registry.deployment_and_router_secrets().unwrap();
     assert_eq!(
         d.active_peers()
@@ -594,7 +597,7 @@ fn rekey_replaces_the_router_key_pair_and_names_the_peers_to_reissue() {
     let registry = PeerRegistry::open(&s.config).unwrap();
     registry.add(&request("laptop")).unwrap();
     registry.add(&request("phone")).unwrap();
-    registry.revoke("phone").unwrap();
+    registry.revoke("phone", "2026-02-01T00:00:00Z").unwrap();
     let old = registry.store().router_private_key().unwrap().unwrap();
     let config_before = std::fs::read(&s.config).unwrap();
 
