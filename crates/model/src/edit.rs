@@ -58,7 +58,31 @@ fn fill(table: &mut toml_edit::Table, peer: &Peer) {
     }
 }
 
-/// Remove the `[[peer]]` entry named `name` (`peer purge`, `peer rename`).
+/// Give the `[[peer]]` entry named `old` the contents of `peer` (its new name
+/// included), in place, so its comments and position survive a rename.
+pub fn rename_peer(text: &str, old: &str, peer: &Peer) -> Result<String, EditError> {
+    let mut document: toml_edit::DocumentMut = text.parse()?;
+    let mut found = false;
+    if let Some(item) = document.get_mut("peer") {
+        let tables = item
+            .as_array_of_tables_mut()
+            .ok_or(EditError::PeerNotArrayOfTables)?;
+        if let Some(table) = tables
+            .iter_mut()
+            .find(|t| t.get("name").and_then(|v| v.as_str()) == Some(old))
+        {
+            fill(table, peer);
+            found = true;
+        }
+    }
+    if found {
+        Ok(document.to_string())
+    } else {
+        upsert_peer(text, peer)
+    }
+}
+
+/// Remove the `[[peer]]` entry named `name` (`peer purge`).
 pub fn remove_peer(text: &str, name: &str) -> Result<String, EditError> {
     let mut document: toml_edit::DocumentMut = text.parse()?;
     if let Some(item) = document.get_mut("peer") {
@@ -85,6 +109,26 @@ mod tests {
             changed: String::new(),
             expires: None,
         }
+    }
+
+    #[test]
+    fn renames_in_place_and_removes() {
+        let text = upsert_peer(
+            "[wan]\nendpoint = \"vpn.example.com:51820\"\n",
+            &peer("laptop", 2),
+        )
+        .unwrap();
+        // Revoked, so the shared test key does not count as a duplicate.
+        let mut phone = peer("phone", 3);
+        phone.status = PeerStatus::Revoked;
+        let text = upsert_peer(&text, &phone).unwrap();
+        let renamed = rename_peer(&text, "laptop", &peer("work-laptop", 2)).unwrap();
+        let parsed = crate::parse(&renamed, std::path::Path::new("t.toml")).unwrap();
+        let names: Vec<_> = parsed.peers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["work-laptop", "phone"]);
+        let removed = remove_peer(&renamed, "phone").unwrap();
+        let parsed = crate::parse(&removed, std::path::Path::new("t.toml")).unwrap();
+        assert_eq!(parsed.peers.len(), 1);
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub use config::{
     ApiUrls, BindMode, Deployment, Endpoint, Isolation, Lan, MacAddr, Ollama, Peer, PeerStatus,
     Platform, Policy, Router, RouterTarget, Server, Wan, WireGuard,
 };
-pub use edit::{EditError, remove_peer, upsert_peer};
+pub use edit::{EditError, remove_peer, rename_peer, upsert_peer};
 pub use intent::{Cell, Destination, Expect, IntentMatrix, Source, intent};
 pub use load::{ConfigError, ConfigErrors, LoadError, load, parse};
 pub use template::{InitOptions, render_template};

@@ -591,3 +591,53 @@ fn revoke_without_a_terminal_needs_yes_and_changes_nothing_without_it() {
     let result: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(result["peer"]["status"], "revoked");
 }
+
+#[test]
+fn rename_moves_keys_and_purge_frees_only_the_name() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    d.ok(&["peer", "add", "phone"]);
+    let keys = d.secrets();
+    let out = d.ok(&["peer", "rename", "laptop", "work-laptop", "--json"]);
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["peer"]["name"], "work-laptop");
+    assert_eq!(result["peer"]["address"], "10.10.10.2");
+    let mut after = d.secrets();
+    let mut before = keys.clone();
+    after.sort();
+    before.sort();
+    assert_eq!(after, before, "the same keys, under the new name");
+    assert!(d.state().join("peers/work-laptop.key").exists());
+    assert!(!d.state().join("peers/laptop.key").exists());
+    d.ok(&["peer", "show", "work-laptop", "--conf"]);
+    // The old name is free (it was never revoked, only renamed).
+    assert!(d.ok(&["peer", "add", "laptop"]).contains("10.10.10.4"));
+
+    // Purge: only revoked peers, and the address stays retired.
+    let out = d.run(&["peer", "purge", "phone", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("peer revoke phone"), "{}", text(&out));
+    d.ok(&["peer", "revoke", "phone", "--yes"]);
+    let out = d.run(&["peer", "add", "phone"]);
+    assert!(text(&out).contains("peer purge phone"), "{}", text(&out));
+    let before = d.snapshot();
+    let out = d.run(&["peer", "purge", "phone"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no terminal, no --yes: {}",
+        text(&out)
+    );
+    assert_eq!(d.snapshot(), before);
+    d.ok(&["peer", "purge", "phone", "--yes"]);
+    let ledger = std::fs::read_to_string(d.state().join("ledger.json")).unwrap();
+    assert!(ledger.contains("\"purged\": true"), "{ledger}");
+    let out = d.ok(&["peer", "add", "phone"]);
+    assert!(
+        out.contains("10.10.10.5"),
+        "10.10.10.3 stays retired: {out}"
+    );
+    let validate = d.ok(&["config", "validate", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&validate).unwrap();
+    assert_eq!(report["state"], serde_json::json!([]), "{validate}");
+}

@@ -19,7 +19,7 @@ pub enum PeerError {
     #[error(
         "a peer named `{name}` already exists ({status}); peer names are unique, revoked peers included, \
          so choose another name{}",
-        if *.revoked { "" } else { ", or `sovereign peer rotate` it for new keys" }
+        if *.revoked { format!(", or `sovereign peer purge {name}` to free it") } else { ", or `sovereign peer rotate` it for new keys".to_string() }
     )]
     DuplicateName {
         name: String,
@@ -78,6 +78,11 @@ pub enum PeerError {
     )]
     Revoked { name: String },
     #[error(
+        "peer `{name}` is {status}; only a revoked peer's name can be purged: run \
+         `sovereign peer revoke {name}` first (or `peer disable {name}` to cut it off for a while)"
+    )]
+    NotRevoked { name: String, status: &'static str },
+    #[error(
         "peer `{name}` registered a public key its device generated, so sovereign holds no private key to \
          replace; generate a new pair on the device (`wg genkey | tee private.key | wg pubkey`) and pass \
          the public key with --public-key"
@@ -111,24 +116,7 @@ pub struct NewPeer<'a> {
 /// The `[[peer]]` entry a new peer gets, or why it cannot be added. `ledger`: every
 /// allocation ever made, so that a block deleted by hand frees nothing.
 pub fn plan_add(d: &Deployment, ledger: &Ledger, new: &NewPeer<'_>) -> Result<Peer, PeerError> {
-    if !is_peer_name(new.name) {
-        return Err(PeerError::InvalidName {
-            name: new.name.into(),
-        });
-    }
-    if let Some(existing) = d.peer(new.name) {
-        return Err(PeerError::DuplicateName {
-            name: new.name.into(),
-            status: existing.status.as_str(),
-            revoked: !existing.is_active(),
-        });
-    }
-    if let Some(entry) = ledger.entry(new.name) {
-        return Err(PeerError::NameInLedger {
-            name: new.name.into(),
-            address: entry.address,
-        });
-    }
+    check_new_name(d, ledger, new.name)?;
     check_public_key_unused(d, new.public_key, None)?;
     let address = match new.address {
         Some(address) => {
@@ -195,6 +183,72 @@ pub fn plan_enable(
         changed: now.into(),
         ..peer.clone()
     }))
+}
+
+/// The entry after `peer rename OLD NEW`: everything kept but the name (and the
+/// last change). Same checks on NEW as `peer add`.
+pub fn plan_rename(
+    d: &Deployment,
+    ledger: &Ledger,
+    old: &str,
+    new: &str,
+    now: &str,
+) -> Result<Peer, PeerError> {
+    let peer = keyed_peer(d, old)?;
+    check_new_name(d, ledger, new)?;
+    Ok(Peer {
+        name: new.into(),
+        changed: now.into(),
+        ..peer.clone()
+    })
+}
+
+/// The peer `peer purge NAME` removes: a revoked one, or one the ledger knows
+/// whose block was deleted by hand. Its name becomes free; the ledger keeps its
+/// address retired and its public key on record.
+pub fn plan_purge(d: &Deployment, ledger: &Ledger, name: &str) -> Result<Peer, PeerError> {
+    if let Some(peer) = d.peer(name) {
+        if peer.status != PeerStatus::Revoked {
+            return Err(PeerError::NotRevoked {
+                name: name.into(),
+                status: peer.status.as_str(),
+            });
+        }
+        return Ok(peer.clone());
+    }
+    match ledger.entry(name) {
+        Some(entry) => Ok(Peer {
+            name: entry.name.clone(),
+            address: entry.address,
+            public_key: entry.public_key.clone(),
+            created: String::new(),
+            status: PeerStatus::Revoked,
+            preshared_key: false,
+            changed: String::new(),
+            expires: None,
+        }),
+        None => Err(find_peer(d, name).unwrap_err()),
+    }
+}
+
+fn check_new_name(d: &Deployment, ledger: &Ledger, name: &str) -> Result<(), PeerError> {
+    if !is_peer_name(name) {
+        return Err(PeerError::InvalidName { name: name.into() });
+    }
+    if let Some(existing) = d.peer(name) {
+        return Err(PeerError::DuplicateName {
+            name: name.into(),
+            status: existing.status.as_str(),
+            revoked: existing.status == PeerStatus::Revoked,
+        });
+    }
+    if let Some(entry) = ledger.entry(name) {
+        return Err(PeerError::NameInLedger {
+            name: name.into(),
+            address: entry.address,
+        });
+    }
+    Ok(())
 }
 
 /// A peer that still holds keys (active or disabled): what `show`, `export`,

@@ -123,12 +123,25 @@ impl ClientMaterial {
 
 /// One peer's change, decided from the current file.
 struct Edit {
+    /// The entry after the change (for `Purge`: the one removed).
     peer: Peer,
+    op: Op,
     /// For the ledger: whether sovereign generated the private key (`None`: unchanged).
     sovereign_key: Option<bool>,
     private_key: KeyChange,
     preshared_key: KeyChange,
     ensure_router_key: bool,
+}
+
+/// How the deployment file and the ledger change.
+enum Op {
+    Upsert,
+    /// The entry and key files of the old name move to `peer.name`.
+    Rename {
+        old: String,
+    },
+    /// The entry goes; the ledger frees the name and keeps the address.
+    Purge,
 }
 
 enum KeyChange {
@@ -190,6 +203,7 @@ impl PeerRegistry {
             )?;
             Ok(Some(Edit {
                 peer,
+                op: Op::Upsert,
                 sovereign_key: Some(private_key.is_some()),
                 private_key: put_or_remove(&private_key),
                 preshared_key: put_or_remove(&psk),
@@ -238,6 +252,7 @@ impl PeerRegistry {
             };
             Ok(Some(Edit {
                 peer,
+                op: Op::Upsert,
                 sovereign_key: Some(private_key.is_some()),
                 private_key: put_or_remove(&private_key),
                 preshared_key,
@@ -258,6 +273,7 @@ impl PeerRegistry {
         let edit = self.change(|d, _, _| {
             Ok(plan::plan_enable(d, name, enable, now)?.map(|peer| Edit {
                 peer,
+                op: Op::Upsert,
                 sovereign_key: None,
                 private_key: KeyChange::Keep,
                 preshared_key: KeyChange::Keep,
@@ -267,11 +283,49 @@ impl PeerRegistry {
         Ok(edit.map(|e| e.peer))
     }
 
+    /// Give a peer another name; its keys, address and state are kept.
+    pub fn rename(&self, old: &str, new: &str, now: &str) -> Result<Peer, RegistryError> {
+        let edit = self.change(|d, ledger, store| {
+            let peer = plan::plan_rename(d, ledger, old, new, now)?;
+            let keep = |key: Option<Key>| match key {
+                Some(key) => KeyChange::Put(key),
+                None => KeyChange::Remove,
+            };
+            Ok(Some(Edit {
+                peer,
+                op: Op::Rename { old: old.into() },
+                sovereign_key: None,
+                private_key: keep(store.peer_private_key(old)?),
+                preshared_key: keep(store.peer_preshared_key(old)?),
+                ensure_router_key: false,
+            }))
+        })?;
+        Ok(edit.expect("rename always edits").peer)
+    }
+
+    /// Free a revoked peer's name (or one whose block was deleted by hand): the
+    /// entry leaves the deployment file, the ledger keeps its address retired and
+    /// its public key on record. Returns the peer as it was.
+    pub fn purge(&self, name: &str) -> Result<Peer, RegistryError> {
+        let edit = self.change(|d, ledger, _| {
+            Ok(Some(Edit {
+                peer: plan::plan_purge(d, ledger, name)?,
+                op: Op::Purge,
+                sovereign_key: None,
+                private_key: KeyChange::Remove,
+                preshared_key: KeyChange::Remove,
+                ensure_router_key: false,
+            }))
+        })?;
+        Ok(edit.expect("purge always edits").peer)
+    }
+
     /// Mark a peer revoked (its address stays reserved) and delete its key files.
     pub fn revoke(&self, name: &str, now: &str) -> Result<Revoked, RegistryError> {
         let edit = self.change(|d, _, _| {
             Ok(plan::plan_revoke(d, name, now)?.map(|peer| Edit {
                 peer,
+                op: Op::Upsert,
                 sovereign_key: None,
                 private_key: KeyChange::Remove,
                 preshared_key: KeyChange::Remove,
@@ -425,14 +479,31 @@ impl PeerRegistry {
         let Some(edit) = decide(&d, &ledger, &self.store)? else {
             return Ok(None);
         };
-        ledger.record(&edit.peer, edit.sovereign_key);
-        let new_text = sovereign_model::upsert_peer(&text, &edit.peer)?;
+        let new_text = match &edit.op {
+            Op::Upsert => {
+                ledger.record(&edit.peer, edit.sovereign_key);
+                sovereign_model::upsert_peer(&text, &edit.peer)?
+            }
+            Op::Rename { old } => {
+                ledger.rename(old, &edit.peer.name);
+                ledger.record(&edit.peer, edit.sovereign_key);
+                sovereign_model::rename_peer(&text, old, &edit.peer)?
+            }
+            Op::Purge => {
+                ledger.purge(&edit.peer.name);
+                sovereign_model::remove_peer(&text, &edit.peer.name)?
+            }
+        };
         sovereign_model::parse(&new_text, &self.config).map_err(RegistryError::EditBroke)?;
         let mut changes = lock.changes();
         if edit.ensure_router_key {
             lock.router_private_key_or_new(&d, Some(&edit.peer.name), &mut changes)?;
         }
         let name = &edit.peer.name;
+        if let Op::Rename { old } = &edit.op {
+            changes.remove_peer_private_key(old);
+            changes.remove_peer_preshared_key(old);
+        }
         match &edit.private_key {
             KeyChange::Put(key) => changes.put_peer_private_key(name, key),
             KeyChange::Remove => changes.remove_peer_private_key(name),

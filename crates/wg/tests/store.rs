@@ -647,7 +647,7 @@ fn a_peer_block_deleted_by_hand_keeps_its_name_and_address() {
     );
     assert!(
         text.iter()
-            .any(|m| m.starts_with("orphaned key file: no active peer `laptop`")),
+            .any(|m| m.starts_with("orphaned key file: no active or disabled peer `laptop`")),
         "{text:?}"
     );
 }

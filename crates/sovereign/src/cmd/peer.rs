@@ -85,6 +85,25 @@ pub enum PeerCommand {
         sovereign peer revoke phone --yes    # scripts\n  sovereign router apply   # the router drops it"
     )]
     Revoke(ConfirmArgs),
+    /// Give a peer another name; keys, address and state are kept.
+    #[command(
+        after_help = "Examples:\n  sovereign peer rename laptop work-laptop\n  sovereign router apply   # the router's peer label follows"
+    )]
+    Rename(RenameArgs),
+    /// Free a revoked peer's name. Its address stays retired; the ledger keeps its public key. Asks first.
+    #[command(
+        after_help = "Examples:\n  sovereign peer purge phone --yes\n  sovereign peer add phone   # a new device, a new address"
+    )]
+    Purge(ConfirmArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RenameArgs {
+    pub old: String,
+    pub new: String,
+    /// The result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -183,7 +202,59 @@ pub fn run(context: &Context, args: PeerArgs) -> anyhow::Result<Outcome> {
         PeerCommand::Disable(args) => set_enabled(context, args, false),
         PeerCommand::Enable(args) => set_enabled(context, args, true),
         PeerCommand::Revoke(args) => revoke(context, args),
+        PeerCommand::Rename(args) => rename(context, args),
+        PeerCommand::Purge(args) => purge(context, args),
     }
+}
+
+fn rename(context: &Context, args: RenameArgs) -> anyhow::Result<Outcome> {
+    let registry = open(context)?;
+    let peer = registry
+        .rename(&args.old, &args.new, &now())
+        .map_err(registry_error)?;
+    let next = [(
+        "sovereign router apply".to_string(),
+        "the router's label for the peer follows",
+    )];
+    if args.json {
+        print_json(&PeerResult::new("rename", true, &peer, &next))?;
+        return Ok(Outcome::Success);
+    }
+    println!(
+        "renamed peer {} to {} ({}); keys and address kept",
+        args.old, peer.name, peer.address
+    );
+    print_next(&next);
+    Ok(Outcome::Success)
+}
+
+fn purge(context: &Context, args: ConfirmArgs) -> anyhow::Result<Outcome> {
+    let registry = open(context)?;
+    // Decided (and refused) before asking, so a wrong name never prompts.
+    let d = context.load()?;
+    let ledger = registry
+        .store()
+        .ledger_for(&d)
+        .map_err(|e| usage(e.to_string()))?;
+    let peer = sovereign_wg::plan::plan_purge(&d, &ledger, &args.name)
+        .map_err(|e| usage(e.to_string()))?;
+    confirm(
+        &format!(
+            "purge peer {}? its name becomes free; {} stays retired",
+            peer.name, peer.address
+        ),
+        args.yes,
+    )?;
+    let peer = registry.purge(&args.name).map_err(registry_error)?;
+    if args.json {
+        print_json(&PeerResult::new("purge", true, &peer, &[]))?;
+        return Ok(Outcome::Success);
+    }
+    println!(
+        "purged peer {}: the name is free; {} stays retired and the state ledger keeps its public key {}",
+        peer.name, peer.address, peer.public_key
+    );
+    Ok(Outcome::Success)
 }
 
 /// Now, RFC 3339 to the second: the one clock of the peer commands.
