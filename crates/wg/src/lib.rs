@@ -5,6 +5,7 @@
 //! The renderers and lifecycle decisions are pure ([`render_client_config`],
 //! [`plan`]); the filesystem sits behind [`SecretFs`] in [`KeyStore`].
 
+pub mod backup;
 mod bundle;
 mod client;
 mod key;

@@ -692,7 +692,7 @@ fn warn_if_device_keyed(material: &ClientMaterial) {
 /// Write a file that holds a secret: created 0600 under a temporary name, then moved
 /// into place. Without `force`, an existing file is never replaced (linking fails
 /// instead of overwriting).
-fn write_private_file(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
+pub(crate) fn write_private_file(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     if !force && path.exists() {
         return Err(usage(format!(
