@@ -461,6 +461,19 @@ impl Deployment {
         self.peers.iter().filter(|p| p.is_active())
     }
 
+    /// The deployment as the router should see it at `now`: active peers whose
+    /// expiry has passed count as disabled. A view for rendering and auditing;
+    /// never written back, so `peer extend` can still bring such a peer back.
+    pub fn as_of(&self, now: std::time::SystemTime) -> Deployment {
+        let mut d = self.clone();
+        for peer in &mut d.peers {
+            if peer.is_active() && peer.is_expired(now) {
+                peer.status = PeerStatus::Disabled;
+            }
+        }
+        d
+    }
+
     /// Active and disabled peers: the ones whose keys are kept.
     pub fn keyed_peers(&self) -> impl Iterator<Item = &Peer> {
         self.peers.iter().filter(|p| p.holds_keys())

@@ -4,7 +4,7 @@
 mod common;
 
 use sovereign_model::RouterTarget;
-use sovereign_router::{Rendering, render};
+use sovereign_router::{Rendering, render, render_at};
 
 fn snapshot_text(rendering: &Rendering, secrets: &sovereign_wg::RouterSecrets) -> String {
     let mut out = String::new();
@@ -44,7 +44,7 @@ fn golden_files_for_every_variant_and_target() {
             (RouterTarget::Linux, "linux"),
             (RouterTarget::Openwrt, "openwrt"),
         ] {
-            let rendering = render(&d, &secrets, target).unwrap();
+            let rendering = render_at(&d, &secrets, target, common::now()).unwrap();
             let text = snapshot_text(&rendering, &secrets);
             assert!(
                 !text.contains(&secrets.private_key.to_base64()),
@@ -74,5 +74,25 @@ fn disable_renders_as_absent_and_enable_restores_the_rendering() {
         assert_eq!(files(&enabled), files(&all), "{target:?}");
         let text = snapshot_text(&render(&disabled, &secrets, target).unwrap(), &secrets);
         assert!(!text.contains(&all.peers[1].public_key), "{target:?}");
+    }
+}
+
+/// An expired peer leaves the router as a disabled one does, at the clock given;
+/// before its expiry it is there.
+#[test]
+fn expiry_takes_effect_at_the_given_clock() {
+    let mut d = sovereign_testkit::deployments::with_peers(3);
+    d.peers[1].expires = Some("2026-05-31T23:59:59Z".into());
+    let mut disabled = d.clone();
+    disabled.peers[1].status = sovereign_model::PeerStatus::Disabled;
+    let secrets = common::secrets(&d);
+    let before = humantime::parse_rfc3339("2026-05-31T23:59:58Z").unwrap();
+    let at = humantime::parse_rfc3339("2026-05-31T23:59:59Z").unwrap();
+    for target in [RouterTarget::Linux, RouterTarget::Openwrt] {
+        let files = |d, now| render_at(d, &secrets, target, now).unwrap().files;
+        assert_eq!(files(&d, at), files(&disabled, at), "{target:?}");
+        let mut all = d.clone();
+        all.peers[1].expires = None;
+        assert_eq!(files(&d, before), files(&all, before), "{target:?}");
     }
 }

@@ -641,3 +641,52 @@ fn rename_moves_keys_and_purge_frees_only_the_name() {
     let report: serde_json::Value = serde_json::from_str(&validate).unwrap();
     assert_eq!(report["state"], serde_json::json!([]), "{validate}");
 }
+
+#[test]
+fn expiry_is_stored_listed_planned_and_leaves_the_router_once_passed() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    let out = d.ok(&["peer", "add", "guest", "--expires", "30d", "--json"]);
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let expires = result["peer"]["expires"].as_str().unwrap().to_string();
+    assert!(expires.ends_with('Z'), "{expires}");
+    assert!(
+        std::fs::read_to_string(d.config())
+            .unwrap()
+            .contains(&format!("expires = \"{expires}\""))
+    );
+    let guest_key = result["peer"]["public_key"].as_str().unwrap().to_string();
+    let render = || d.ok(&["router", "render", "--target", "linux"]);
+    assert!(render().contains(&guest_key));
+    let plan = d.ok(&["plan"]);
+    assert!(
+        plan.contains("Peer expiries") && plan.contains("guest: expires"),
+        "{plan}"
+    );
+    // Bad input exits 2 and changes nothing.
+    let before = d.snapshot();
+    for bad in ["2020-01-01", "soon"] {
+        let out = d.run(&["peer", "extend", "guest", "--expires", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
+    }
+    assert_eq!(d.snapshot(), before);
+    // Past its expiry (set by hand here: the CLI refuses past dates), the router drops it.
+    let config = std::fs::read_to_string(d.config()).unwrap();
+    std::fs::write(d.config(), config.replace(&expires, "2026-01-01T00:00:00Z")).unwrap();
+    assert!(!render().contains(&guest_key));
+    let list = d.ok(&["peer", "list"]);
+    assert!(list.contains("expired"), "{list}");
+    let plan = d.ok(&["plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    assert_eq!(plan["expiries"][0]["peer"], "guest");
+    assert_eq!(plan["expiries"][0]["expired"], true);
+    // Extending brings it back; `never` clears the expiry.
+    d.ok(&["peer", "extend", "guest", "--expires", "2099-12-31"]);
+    assert!(render().contains(&guest_key));
+    d.ok(&["peer", "extend", "guest", "--expires", "never"]);
+    assert!(
+        !std::fs::read_to_string(d.config())
+            .unwrap()
+            .contains("expires")
+    );
+}

@@ -28,6 +28,11 @@ pub fn peer(i: usize) -> Peer {
     }
 }
 
+/// The clock the golden files are rendered at (2026-06-01T00:00:00Z).
+pub fn now() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_780_272_000)
+}
+
 /// The configurations every golden file and property is checked against.
 pub fn variants() -> Vec<(&'static str, Deployment)> {
     let mut out = vec![("default", with_peers(1))];
@@ -60,6 +65,11 @@ pub fn variants() -> Vec<(&'static str, Deployment)> {
     let mut d = with_peers(3);
     d.peers[1].status = PeerStatus::Disabled;
     out.push(("disabled_peer", d));
+    // Rendered at NOW: peer-2's expiry has passed, peer-3's has not.
+    let mut d = with_peers(3);
+    d.peers[1].expires = Some("2026-05-31T23:59:59Z".into());
+    d.peers[2].expires = Some("2027-01-31T23:59:59Z".into());
+    out.push(("expired_peer", d));
     out.push(("peers_0", with_peers(0)));
     out.push(("peers_50", with_peers(50)));
     out

@@ -78,6 +78,13 @@ pub enum PeerError {
     )]
     Revoked { name: String },
     #[error(
+        "`{text}` is not an expiry: give a date (2027-01-31, meaning the end of that day, UTC), an RFC 3339 \
+         time (2027-01-31T18:00:00Z), a duration from now (30d, 12h, 2w), or `never`"
+    )]
+    InvalidExpiry { text: String },
+    #[error("the expiry {at} is not in the future; give a later date or a duration such as 30d")]
+    ExpiryInThePast { at: String },
+    #[error(
         "peer `{name}` is {status}; only a revoked peer's name can be purged: run \
          `sovereign peer revoke {name}` first (or `peer disable {name}` to cut it off for a while)"
     )]
@@ -101,6 +108,46 @@ fn known_peers_hint(known: &[String]) -> String {
     }
 }
 
+/// `--expires TEXT` at `now`, as the RFC 3339 string the deployment stores;
+/// `None` for `never`. A bare date means the end of that day (UTC), so "until
+/// 2027-01-31" includes the 31st.
+pub fn parse_expiry(text: &str, now: std::time::SystemTime) -> Result<Option<String>, PeerError> {
+    let invalid = || PeerError::InvalidExpiry { text: text.into() };
+    let text = text.trim();
+    if text == "never" {
+        return Ok(None);
+    }
+    let at = if let Ok(duration) = humantime::parse_duration(text) {
+        now + duration
+    } else if let Ok(at) = humantime::parse_rfc3339_weak(text) {
+        at
+    } else if text.len() == 10 {
+        humantime::parse_rfc3339(&format!("{text}T23:59:59Z")).map_err(|_| invalid())?
+    } else {
+        return Err(invalid());
+    };
+    let formatted = humantime::format_rfc3339_seconds(at).to_string();
+    if at <= now {
+        return Err(PeerError::ExpiryInThePast { at: formatted });
+    }
+    Ok(Some(formatted))
+}
+
+/// The entry after `peer extend`: a new expiry (`None`: never), state unchanged.
+pub fn plan_extend(
+    d: &Deployment,
+    name: &str,
+    expires: Option<String>,
+    now: &str,
+) -> Result<Peer, PeerError> {
+    let peer = keyed_peer(d, name)?;
+    Ok(Peer {
+        expires,
+        changed: now.into(),
+        ..peer.clone()
+    })
+}
+
 /// What `peer add` was asked for, with the keys already chosen by the caller.
 #[derive(Debug, Clone)]
 pub struct NewPeer<'a> {
@@ -111,6 +158,8 @@ pub struct NewPeer<'a> {
     pub preshared_key: bool,
     /// RFC 3339.
     pub created: &'a str,
+    /// RFC 3339; `None`: never.
+    pub expires: Option<&'a str>,
 }
 
 /// The `[[peer]]` entry a new peer gets, or why it cannot be added. `ledger`: every
@@ -133,7 +182,7 @@ pub fn plan_add(d: &Deployment, ledger: &Ledger, new: &NewPeer<'_>) -> Result<Pe
         status: PeerStatus::Active,
         preshared_key: new.preshared_key,
         changed: new.created.into(),
-        expires: None,
+        expires: new.expires.map(String::from),
     })
 }
 
@@ -385,6 +434,7 @@ mod tests {
                 public_key: &public_key,
                 preshared_key: true,
                 created: "2026-01-01T00:00:00Z",
+                expires: None,
             },
         )?;
         d.peers.push(peer.clone());
@@ -446,6 +496,7 @@ mod tests {
             public_key: &fresh,
             preshared_key: true,
             created: "",
+            expires: None,
         };
         let err = plan_add(&d, &ledger, &new("laptop")).unwrap_err();
         assert!(matches!(err, PeerError::NameInLedger { .. }), "{err}");
@@ -564,6 +615,30 @@ mod tests {
     }
 
     #[test]
+    fn expiries_parse_from_dates_times_and_durations_and_must_lie_ahead() {
+        let now = humantime::parse_rfc3339("2026-06-01T12:00:00Z").unwrap();
+        let parse = |t| parse_expiry(t, now);
+        assert_eq!(
+            parse("2027-01-31").unwrap().unwrap(),
+            "2027-01-31T23:59:59Z"
+        );
+        assert_eq!(parse("30d").unwrap().unwrap(), "2026-07-01T12:00:00Z");
+        assert_eq!(
+            parse("2026-06-01T18:00:00Z").unwrap().unwrap(),
+            "2026-06-01T18:00:00Z"
+        );
+        assert_eq!(parse("never").unwrap(), None);
+        assert!(matches!(
+            parse("2026-05-01"),
+            Err(PeerError::ExpiryInThePast { .. })
+        ));
+        assert!(matches!(
+            parse("soon"),
+            Err(PeerError::InvalidExpiry { .. })
+        ));
+    }
+
+    #[test]
     fn a_public_key_belongs_to_one_active_peer() {
         let mut d = Deployment::reference();
         add(&mut d, "laptop", None).unwrap();
@@ -574,6 +649,7 @@ mod tests {
             public_key: &taken,
             preshared_key: true,
             created: "",
+            expires: None,
         };
         assert!(matches!(
             plan_add(&d, &Ledger::default(), &new),

@@ -79,6 +79,8 @@ pub struct AddRequest {
     pub preshared_key: bool,
     /// RFC 3339; the caller owns the clock.
     pub created: String,
+    /// RFC 3339 (see [`plan::parse_expiry`]); `None`: never.
+    pub expires: Option<String>,
 }
 
 /// What `peer revoke` did.
@@ -199,6 +201,7 @@ impl PeerRegistry {
                     public_key: &public_key,
                     preshared_key: psk.is_some(),
                     created: &request.created,
+                    expires: request.expires.as_deref(),
                 },
             )?;
             Ok(Some(Edit {
@@ -281,6 +284,26 @@ impl PeerRegistry {
             }))
         })?;
         Ok(edit.map(|e| e.peer))
+    }
+
+    /// Set (or with `None` clear) a peer's expiry.
+    pub fn extend(
+        &self,
+        name: &str,
+        expires: Option<String>,
+        now: &str,
+    ) -> Result<Peer, RegistryError> {
+        let edit = self.change(|d, _, _| {
+            Ok(Some(Edit {
+                peer: plan::plan_extend(d, name, expires.clone(), now)?,
+                op: Op::Upsert,
+                sovereign_key: None,
+                private_key: KeyChange::Keep,
+                preshared_key: KeyChange::Keep,
+                ensure_router_key: false,
+            }))
+        })?;
+        Ok(edit.expect("extend always edits").peer)
     }
 
     /// Give a peer another name; its keys, address and state are kept.

@@ -42,6 +42,7 @@ fn request(name: &str) -> AddRequest {
         public_key: None,
         preshared_key: true,
         created: "2026-01-01T00:00:00Z".into(),
+        expires: None,
     }
 }
 

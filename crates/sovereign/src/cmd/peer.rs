@@ -85,6 +85,13 @@ pub enum PeerCommand {
         sovereign peer revoke phone --yes    # scripts\n  sovereign router apply   # the router drops it"
     )]
     Revoke(ConfirmArgs),
+    /// Set or clear a peer's expiry (after it, the router no longer accepts the peer).
+    #[command(after_help = "Examples:\n  \
+        sovereign peer extend guest --expires 2027-01-31   # until the end of that day, UTC\n  \
+        sovereign peer extend guest --expires 30d\n  \
+        sovereign peer extend guest --expires never\n  \
+        sovereign router apply")]
+    Extend(ExtendArgs),
     /// Give a peer another name; keys, address and state are kept.
     #[command(
         after_help = "Examples:\n  sovereign peer rename laptop work-laptop\n  sovereign router apply   # the router's peer label follows"
@@ -95,6 +102,17 @@ pub enum PeerCommand {
         after_help = "Examples:\n  sovereign peer purge phone --yes\n  sovereign peer add phone   # a new device, a new address"
     )]
     Purge(ConfirmArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExtendArgs {
+    pub name: String,
+    /// A date (2027-01-31: the end of that day, UTC), an RFC 3339 time, a duration (30d, 2w), or `never`.
+    #[arg(long, value_name = "DATE|DURATION")]
+    pub expires: String,
+    /// The result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -138,6 +156,9 @@ pub struct AddArgs {
     /// No preshared key (it adds post-quantum resistance at no cost, so keep it unless a client cannot).
     #[arg(long)]
     pub no_psk: bool,
+    /// Access until: a date (2027-01-31: the end of that day, UTC), an RFC 3339 time or a duration (30d).
+    #[arg(long, value_name = "DATE|DURATION")]
+    pub expires: Option<String>,
     /// The result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -202,9 +223,37 @@ pub fn run(context: &Context, args: PeerArgs) -> anyhow::Result<Outcome> {
         PeerCommand::Disable(args) => set_enabled(context, args, false),
         PeerCommand::Enable(args) => set_enabled(context, args, true),
         PeerCommand::Revoke(args) => revoke(context, args),
+        PeerCommand::Extend(args) => extend(context, args),
         PeerCommand::Rename(args) => rename(context, args),
         PeerCommand::Purge(args) => purge(context, args),
     }
+}
+
+fn expiry(text: &str) -> anyhow::Result<Option<String>> {
+    sovereign_wg::plan::parse_expiry(text, std::time::SystemTime::now())
+        .map_err(|e| usage(e.to_string()))
+}
+
+fn extend(context: &Context, args: ExtendArgs) -> anyhow::Result<Outcome> {
+    let registry = open(context)?;
+    let expires = expiry(&args.expires)?;
+    let peer = registry
+        .extend(&args.name, expires, &now())
+        .map_err(registry_error)?;
+    let next = [(
+        "sovereign router apply".to_string(),
+        "the router takes the new expiry into account",
+    )];
+    if args.json {
+        print_json(&PeerResult::new("extend", true, &peer, &next))?;
+        return Ok(Outcome::Success);
+    }
+    match &peer.expires {
+        Some(at) => println!("peer {} now expires at {at}", peer.name),
+        None => println!("peer {} never expires now", peer.name),
+    }
+    print_next(&next);
+    Ok(Outcome::Success)
 }
 
 fn rename(context: &Context, args: RenameArgs) -> anyhow::Result<Outcome> {
@@ -360,6 +409,7 @@ fn add(context: &Context, args: AddArgs) -> anyhow::Result<Outcome> {
         public_key: args.public_key,
         preshared_key: !args.no_psk,
         created: now(),
+        expires: args.expires.as_deref().map(expiry).transpose()?.flatten(),
     };
     let device_keyed = request.public_key.is_some();
     let peer = registry.add(&request).map_err(registry_error)?;
@@ -372,6 +422,9 @@ fn add(context: &Context, args: AddArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Success);
     }
     println!("added peer {} at {}", peer.name, peer.address);
+    if let Some(at) = &peer.expires {
+        println!("  expires: {at} (the router drops it then; `sovereign peer extend` moves it)");
+    }
     println!("  public key: {}", peer.public_key);
     let state = registry.store().dir().display().to_string();
     match (device_keyed, peer.preshared_key) {
@@ -418,7 +471,12 @@ fn add(context: &Context, args: AddArgs) -> anyhow::Result<Outcome> {
 
 fn list(context: &Context, json: bool) -> anyhow::Result<Outcome> {
     let deployment = context.load()?;
-    let rows: Vec<PeerRow> = deployment.peers.iter().map(PeerRow::from).collect();
+    let now = std::time::SystemTime::now();
+    let rows: Vec<PeerRow> = deployment
+        .peers
+        .iter()
+        .map(|p| PeerRow::from(p).at(p, now))
+        .collect();
     if json {
         print_json(&rows)?;
         return Ok(Outcome::Success);
@@ -467,6 +525,16 @@ struct PeerRow {
     /// RFC 3339 of the last change of state; empty for peers from before it was kept.
     changed: String,
     expires: Option<String>,
+}
+
+impl PeerRow {
+    /// An active peer past its expiry shows as `expired`: what the router does.
+    fn at(mut self, peer: &Peer, now: std::time::SystemTime) -> Self {
+        if peer.is_active() && peer.is_expired(now) {
+            self.status = "expired";
+        }
+        self
+    }
 }
 
 impl From<&Peer> for PeerRow {
@@ -518,7 +586,7 @@ fn show_details(context: &Context, name: &str, json: bool) -> anyhow::Result<Out
     let deployment = context.load()?;
     let peer =
         sovereign_wg::plan::find_peer(&deployment, name).map_err(|e| usage(e.to_string()))?;
-    let row = PeerRow::from(peer);
+    let row = PeerRow::from(peer).at(peer, std::time::SystemTime::now());
     if json {
         print_json(&row)?;
         return Ok(Outcome::Success);
