@@ -145,22 +145,28 @@ impl KeyStore {
         Ok(store)
     }
 
-    /// Every file of the state directory must be private, whether or not this
+    /// Every secret of the state directory must be private, whether or not this
     /// command reads it: one rule for every command that opens the store, so that a
     /// `chmod 644` is refused by `router render` just as by `peer show --conf`.
+    /// Secrets: everything in peers/, and the router's keys and the ledger beside
+    /// it (other tools keep non-secret files there too, e.g. `server install`'s
+    /// lock and manifest).
     fn check_private_files(&self) -> Result<(), StoreError> {
-        for dir in [self.dir.clone(), self.peers_dir()] {
-            for path in self.list(&dir)? {
-                if let Some(FileKind::File { mode }) =
-                    self.fs.kind(&path).map_err(io_error("inspect", &path))?
-                    && mode & 0o077 != 0
-                {
-                    return Err(StoreError::InsecurePermissions {
-                        path,
-                        mode,
-                        fix: 0o600,
-                    });
-                }
+        let top = self.list(&self.dir)?.into_iter().filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.ends_with(".key") || name.ends_with(".pub") || name == "ledger.json"
+        });
+        let peers = self.list(&self.peers_dir())?;
+        for path in top.chain(peers) {
+            if let Some(FileKind::File { mode }) =
+                self.fs.kind(&path).map_err(io_error("inspect", &path))?
+                && mode & 0o077 != 0
+            {
+                return Err(StoreError::InsecurePermissions {
+                    path,
+                    mode,
+                    fix: 0o600,
+                });
             }
         }
         Ok(())

@@ -714,6 +714,17 @@ fn any_readable_file_in_the_state_directory_is_refused_when_the_store_opens() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = PeerRegistry::open(&s.config).err().expect("refused");
     assert!(err.is_usage());
+    // Files that hold no secret (`server install` keeps its lock there) are not refused.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(s.state.join("server.lock"), "").unwrap();
+    std::fs::set_permissions(
+        s.state.join("server.lock"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    PeerRegistry::open(&s.config).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = PeerRegistry::open(&s.config).err().expect("refused");
     assert!(
         err.to_string()
             .contains(&format!("chmod 600 {}", key.display())),
