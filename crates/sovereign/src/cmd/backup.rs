@@ -70,7 +70,10 @@ pub fn backup(context: &Context, args: BackupArgs) -> anyhow::Result<Outcome> {
     let protection = match (&args.passphrase_file, args.recipient.is_empty()) {
         (Some(path), _) => Protection::passphrase(read_passphrase(path)?),
         (None, false) => Protection::recipients(&args.recipient).map_err(backup_error)?,
-        (None, true) => return Err(no_secret("--passphrase-file FILE or --recipient AGE1...")),
+        (None, true) => Protection::passphrase(ask_passphrase(
+            true,
+            "--passphrase-file FILE or --recipient AGE1...",
+        )?),
     };
     let state = context.state_dir();
     // The same checks as every command that opens the state (modes included),
@@ -111,7 +114,10 @@ pub fn restore(context: &Context, args: RestoreArgs) -> anyhow::Result<Outcome> 
                 std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             Unlock::identity_file(&bytes).map_err(backup_error)?
         }
-        (None, None) => return Err(no_secret("--passphrase-file FILE or --identity FILE")),
+        (None, None) => Unlock::passphrase(ask_passphrase(
+            false,
+            "--passphrase-file FILE or --identity FILE",
+        )?),
     };
     let bytes = std::fs::read(&args.file)
         .map_err(|e| usage(format!("cannot read {}: {e}", args.file.display())))?;
@@ -169,6 +175,48 @@ fn read_passphrase(path: &std::path::Path) -> anyhow::Result<String> {
         )));
     }
     Ok(line)
+}
+
+/// Ask on the terminal, without echo (`twice` for a new passphrase, so a typo does
+/// not lock the backup away). Without a terminal, `flags` are the way.
+fn ask_passphrase(twice: bool, flags: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() {
+        return Err(no_secret(flags));
+    }
+    let first = read_hidden("passphrase: ")?;
+    if first.is_empty() {
+        return Err(usage(
+            "an empty passphrase protects nothing; nothing was written",
+        ));
+    }
+    if twice && read_hidden("passphrase again: ")? != first {
+        return Err(usage("the two passphrases differ; nothing was written"));
+    }
+    Ok(first)
+}
+
+/// One line from the terminal with echo off (`stty`, so no terminal library is
+/// needed); echo comes back even when reading fails.
+fn read_hidden(prompt: &str) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    let stty = |arg: &str| {
+        std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status()
+    };
+    eprint!("{prompt}");
+    std::io::stderr().flush()?;
+    let hidden = stty("-echo").is_ok_and(|s| s.success());
+    let mut line = String::new();
+    let read = std::io::stdin().read_line(&mut line);
+    if hidden {
+        let _ = stty("echo");
+    }
+    eprintln!();
+    read.context("cannot read the passphrase")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 fn no_secret(flags: &str) -> anyhow::Error {
