@@ -150,6 +150,7 @@ impl Lab {
         let mut secrets = RouterSecrets {
             private_key: Key::generate_private()?,
             preshared_keys: BTreeMap::new(),
+            retired_peers: Vec::new(),
         };
         for peer in &lab.state.topology.deployment.peers {
             secrets
@@ -776,6 +777,7 @@ impl Lab {
         let mut secrets = RouterSecrets {
             private_key: read("router.key".into())?,
             preshared_keys: BTreeMap::new(),
+            retired_peers: Vec::new(),
         };
         let mut clients = Vec::new();
         for peer in &self.state.topology.deployment.peers {

@@ -96,3 +96,33 @@ fn expiry_takes_effect_at_the_given_clock() {
         assert_eq!(files(&d, before), files(&all, before), "{target:?}");
     }
 }
+
+/// A name the router may still hold from an earlier apply (a renamed or purged
+/// peer) gets its OpenWrt section deleted; the Linux config is replaced whole anyway.
+#[test]
+fn openwrt_deletes_the_sections_of_retired_peer_names() {
+    let d = sovereign_testkit::deployments::with_peers(1);
+    let mut secrets = common::secrets(&d);
+    secrets.retired_peers = vec!["laptop".into(), "peer-1".into()];
+    let batch = render(&d, &secrets, RouterTarget::Openwrt)
+        .unwrap()
+        .file("sovereign.uci")
+        .unwrap()
+        .contents
+        .clone();
+    assert!(
+        batch.contains("delete network.sovereign_peer_laptop\n"),
+        "{batch}"
+    );
+    // A retired name that is a peer again is left to the peer's own section.
+    assert!(
+        batch.contains("set network.sovereign_peer_peer_1.public_key"),
+        "{batch}"
+    );
+    assert_eq!(
+        batch
+            .matches("delete network.sovereign_peer_peer_1\n")
+            .count(),
+        1
+    );
+}

@@ -610,6 +610,12 @@ fn rename_moves_keys_and_purge_frees_only_the_name() {
     assert!(d.state().join("peers/work-laptop.key").exists());
     assert!(!d.state().join("peers/laptop.key").exists());
     d.ok(&["peer", "show", "work-laptop", "--conf"]);
+    // A router applied before the rename loses the old section too.
+    let uci = d.ok(&["router", "render", "--target", "openwrt"]);
+    assert!(
+        uci.contains("delete network.sovereign_peer_laptop\n"),
+        "{uci}"
+    );
     // The old name is free (it was never revoked, only renamed).
     assert!(d.ok(&["peer", "add", "laptop"]).contains("10.10.10.4"));
 

@@ -35,6 +35,9 @@ pub struct LedgerEntry {
     /// The name was freed by `peer purge`; the address stays retired.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub purged: bool,
+    /// Names this peer had before `peer rename`: a router may still hold them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub former_names: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +96,7 @@ impl Ledger {
                 public_key: peer.public_key.clone(),
                 sovereign_key,
                 purged: false,
+                former_names: Vec::new(),
             }),
         }
     }
@@ -118,8 +122,26 @@ impl Ledger {
     /// Give the live entry of `old` the name `new`.
     pub fn rename(&mut self, old: &str, new: &str) {
         if let Some(entry) = self.entry_mut(old) {
-            entry.name = new.into();
+            entry
+                .former_names
+                .push(std::mem::replace(&mut entry.name, new.into()));
         }
+    }
+
+    /// Names a router may still know from an earlier apply that are no longer
+    /// peers of `d` (renamed, purged, or deleted by hand), sorted: the OpenWrt
+    /// batch deletes their sections, which it would otherwise never touch again.
+    pub fn retired_names(&self, d: &Deployment) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .entries
+            .iter()
+            .flat_map(|e| e.former_names.iter().chain(std::iter::once(&e.name)))
+            .filter(|name| d.peer(name).is_none())
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Live entries whose `[[peer]]` block is gone from the deployment file.
@@ -179,5 +201,18 @@ mod tests {
         ledger.absorb(&d);
         let missing: Vec<_> = ledger.missing_from(&d).map(|e| e.name.as_str()).collect();
         assert_eq!(missing, ["laptop"]);
+        assert_eq!(ledger.retired_names(&d), ["laptop"]);
+    }
+
+    #[test]
+    fn a_renamed_peer_keeps_its_former_name_for_the_router() {
+        let mut ledger = Ledger::default();
+        let mut d = Deployment::reference();
+        d.peers.push(peer("laptop", 2));
+        ledger.absorb(&d);
+        ledger.rename("laptop", "work");
+        d.peers[0].name = "work".into();
+        assert_eq!(ledger.entry("work").unwrap().former_names, ["laptop"]);
+        assert_eq!(ledger.retired_names(&d), ["laptop"]);
     }
 }

@@ -430,9 +430,14 @@ impl KeyStore {
             })?;
             preshared_keys.insert(peer.name.clone(), key);
         }
+        let retired_peers = self
+            .ledger()?
+            .map(|ledger| ledger.retired_names(d))
+            .unwrap_or_default();
         Ok(RouterSecrets {
             private_key,
             preshared_keys,
+            retired_peers,
         })
     }
 
