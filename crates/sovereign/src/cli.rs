@@ -55,7 +55,7 @@ pub enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Render, apply, audit and inspect the router.
     Router(cmd::router::RouterArgs),
-    /// Manage WireGuard peers: add, list, show, export, rotate, disable, enable, rename, revoke, purge.
+    /// Manage WireGuard peers: add, list, show, export, rotate, disable, enable, extend, rename, revoke, purge.
     Peer(cmd::peer::PeerArgs),
     /// Write sovereign.toml and the state directory (keys included) to one encrypted archive.
     Backup(cmd::backup::BackupArgs),
