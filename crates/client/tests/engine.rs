@@ -30,6 +30,8 @@ fn bundle_with(server: &str, port: u16, context: u32, with_key: bool) -> PeerBun
         created: "2026-01-01T00:00:00Z".into(),
         status: PeerStatus::Active,
         preshared_key: true,
+        changed: String::new(),
+        expires: None,
     };
     let router = Key::from_bytes([0x01; 32]).public_key();
     let psk = Key::from_bytes([0x04; 32]);

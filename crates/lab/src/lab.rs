@@ -151,6 +151,7 @@ impl Lab {
         let mut secrets = RouterSecrets {
             private_key: Key::generate_private()?,
             preshared_keys: BTreeMap::new(),
+            retired_peers: Vec::new(),
         };
         for peer in &lab.state.topology.deployment.peers {
             secrets
@@ -777,6 +778,7 @@ impl Lab {
         let mut secrets = RouterSecrets {
             private_key: read("router.key".into())?,
             preshared_keys: BTreeMap::new(),
+            retired_peers: Vec::new(),
         };
         let mut clients = Vec::new();
         for peer in &self.state.topology.deployment.peers {

@@ -164,6 +164,8 @@ pub fn lab_deployment(
             created: String::new(),
             status: PeerStatus::Active,
             preshared_key: true,
+            changed: String::new(),
+            expires: None,
         })
         .collect();
     Ok(d)

@@ -269,7 +269,20 @@ pub struct Policy {
 pub enum PeerStatus {
     #[default]
     Active,
+    /// Cut off for a while (`peer disable`): keys and address kept, absent from the
+    /// router's WireGuard config until `peer enable`.
+    Disabled,
     Revoked,
+}
+
+impl PeerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerStatus::Active => "active",
+            PeerStatus::Disabled => "disabled",
+            PeerStatus::Revoked => "revoked",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -286,11 +299,39 @@ pub struct Peer {
     /// Whether a preshared key for this peer lives in the state directory.
     #[serde(default = "defaults::yes")]
     pub preshared_key: bool,
+    /// RFC 3339 timestamp of the last change of state (add, disable, enable, ...).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub changed: String,
+    /// RFC 3339 timestamp after which the router no longer accepts the peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
 impl Peer {
+    /// On the router (unless expired): neither disabled nor revoked.
     pub fn is_active(&self) -> bool {
         self.status == PeerStatus::Active
+    }
+
+    /// When the peer expires; `None` when it never does (validation refuses a
+    /// timestamp that does not parse).
+    pub fn expires_at(&self) -> Option<std::time::SystemTime> {
+        humantime::parse_rfc3339(self.expires.as_deref()?).ok()
+    }
+
+    /// Whether the peer has expired at `now`.
+    pub fn is_expired(&self, now: std::time::SystemTime) -> bool {
+        self.expires_at().is_some_and(|at| at <= now)
+    }
+
+    /// On the router at `now`: active and not expired.
+    pub fn is_live(&self, now: std::time::SystemTime) -> bool {
+        self.is_active() && !self.is_expired(now)
+    }
+
+    /// Its keys are kept and its configs are out there: active or disabled.
+    pub fn holds_keys(&self) -> bool {
+        self.status != PeerStatus::Revoked
     }
 }
 
@@ -455,6 +496,24 @@ impl Deployment {
 
     pub fn active_peers(&self) -> impl Iterator<Item = &Peer> {
         self.peers.iter().filter(|p| p.is_active())
+    }
+
+    /// The deployment as the router should see it at `now`: active peers whose
+    /// expiry has passed count as disabled. A view for rendering and auditing;
+    /// never written back, so `peer extend` can still bring such a peer back.
+    pub fn as_of(&self, now: std::time::SystemTime) -> Deployment {
+        let mut d = self.clone();
+        for peer in &mut d.peers {
+            if peer.is_active() && peer.is_expired(now) {
+                peer.status = PeerStatus::Disabled;
+            }
+        }
+        d
+    }
+
+    /// Active and disabled peers: the ones whose keys are kept.
+    pub fn keyed_peers(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.iter().filter(|p| p.holds_keys())
     }
 
     pub fn peer(&self, name: &str) -> Option<&Peer> {

@@ -16,7 +16,7 @@ pub use config::{
     MacService, Ollama, Peer, PeerStatus, Platform, Policy, Router, RouterTarget, Server, Wan,
     WireGuard,
 };
-pub use edit::{EditError, upsert_peer};
+pub use edit::{EditError, remove_peer, rename_peer, upsert_peer};
 pub use intent::{Cell, Destination, Expect, IntentMatrix, Source, intent};
 pub use load::{
     ConfigError, ConfigErrors, LoadError, load, parse, read_error_is_usage, read_error_message,

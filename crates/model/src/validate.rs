@@ -532,13 +532,22 @@ fn check_peers(d: &Deployment, out: &mut Vec<Finding>) {
                 ));
             }
         }
+        if let Some(expires) = &peer.expires
+            && humantime::parse_rfc3339(expires).is_err()
+        {
+            out.push(finding(
+                field("expires"),
+                format!("`{expires}` is not an RFC 3339 UTC timestamp"),
+                "write it like 2027-01-31T00:00:00Z, or set it with `sovereign peer extend NAME --expires 2027-01-31`",
+            ));
+        }
         if !is_wireguard_key(&peer.public_key) {
             out.push(finding(
                 field("public_key"),
                 "not a WireGuard public key",
                 "a key is 44 characters of base64 ending in '=', as printed by `wg pubkey`",
             ));
-        } else if peer.is_active()
+        } else if peer.holds_keys()
             && let Some(first) = keys.insert(peer.public_key.as_str(), i)
         {
             out.push(finding(

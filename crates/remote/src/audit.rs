@@ -373,6 +373,13 @@ pub fn peer_drift(deployment: &Deployment, live: Option<&WgInterface>) -> Vec<Dr
             key: found.public_key.clone(),
             name: revoked.map(|p| p.name.clone()),
             detail: match revoked {
+                Some(p) if p.status == sovereign_model::PeerStatus::Disabled => match &p.expires {
+                    // Deployments reach the audit as of now, where expired peers count as disabled.
+                    Some(at) => format!(
+                        "DISABLED or EXPIRED (expires {at}) in sovereign.toml but still accepted by the router"
+                    ),
+                    None => "DISABLED in sovereign.toml but still accepted by the router".into(),
+                },
                 Some(_) => "REVOKED in sovereign.toml but still accepted by the router".into(),
                 None => format!(
                     "not in sovereign.toml (allowed IPs {})",
@@ -740,6 +747,8 @@ mod tests {
                 created: String::new(),
                 status: PeerStatus::Active,
                 preshared_key: true,
+                changed: String::new(),
+                expires: None,
             },
             Peer {
                 name: "old-phone".into(),
@@ -748,6 +757,8 @@ mod tests {
                 created: String::new(),
                 status: PeerStatus::Revoked,
                 preshared_key: true,
+                changed: String::new(),
+                expires: None,
             },
         ];
         d

@@ -67,6 +67,8 @@ impl Lab {
                 created: String::new(),
                 status: PeerStatus::Active,
                 preshared_key: true,
+                changed: String::new(),
+                expires: None,
             })
             .collect();
         d

@@ -24,6 +24,17 @@ use sovereign_wg::RouterSecrets;
 pub use linux::nft_text;
 
 /// Render the router configuration for `target`.
+/// [`render`] at `now`: peers whose expiry has passed are left out (as disabled
+/// ones are). The clock is an input, so rendering stays pure and testable.
+pub fn render_at(
+    d: &Deployment,
+    secrets: &RouterSecrets,
+    target: RouterTarget,
+    now: std::time::SystemTime,
+) -> Result<Rendering, RenderError> {
+    render(&d.as_of(now), secrets, target)
+}
+
 pub fn render(
     d: &Deployment,
     secrets: &RouterSecrets,

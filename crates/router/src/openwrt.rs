@@ -241,6 +241,14 @@ fn plan(d: &Deployment, secrets: &RouterSecrets) -> Plan {
             .opt("mtu", wg.mtu)
             .done(),
     ));
+    // Sections of names that are no peer any more (renamed, purged): nothing
+    // else would ever delete them, and they would keep the old key accepted.
+    for name in &secrets.retired_peers {
+        let section = peer_section(name);
+        if !d.peers.iter().any(|p| peer_section(&p.name) == section) {
+            absent.push(("network", section, peer_kind.clone()));
+        }
+    }
     for peer in &d.peers {
         let section = peer_section(&peer.name);
         if !peer.is_active() {

@@ -60,8 +60,12 @@ pub enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Render, apply, audit and inspect the router.
     Router(cmd::router::RouterArgs),
-    /// Manage WireGuard peers: add, list, show, export, rotate, revoke.
+    /// Manage WireGuard peers: add, list, show, export, rotate, disable, enable, extend, rename, revoke, purge.
     Peer(cmd::peer::PeerArgs),
+    /// Write sovereign.toml and the state directory (keys included) to one encrypted archive.
+    Backup(cmd::backup::BackupArgs),
+    /// Restore a `sovereign backup` archive, checked before anything is written.
+    Restore(cmd::backup::RestoreArgs),
     /// Prove that a firewall ruleset enforces the intended reachability matrix.
     Verify(cmd::verify::VerifyArgs),
     /// Install and operate Ollama as a supervised service on the AI server.

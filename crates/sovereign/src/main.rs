@@ -27,6 +27,8 @@ fn main() -> ExitCode {
         Command::Plan(args) => cmd::plan::run(&context, args),
         Command::Router(args) => cmd::router::run(&context, args),
         Command::Peer(args) => cmd::peer::run(&context, args),
+        Command::Backup(args) => cmd::backup::backup(&context, args),
+        Command::Restore(args) => cmd::backup::restore(&context, args),
         Command::Verify(args) => cmd::verify::run(&context, args),
         Command::Server(args) => cmd::server::run(&context, args),
         Command::Check(args) => cmd::check::run(&context, args),

@@ -78,6 +78,8 @@ fn bundle(server: &str, port: u16) -> PeerBundle {
         created: "2026-01-01T00:00:00Z".into(),
         status: PeerStatus::Active,
         preshared_key: true,
+        changed: String::new(),
+        expires: None,
     };
     let router = Key::from_bytes([0x01; 32]).public_key();
     let config = render_client_config(

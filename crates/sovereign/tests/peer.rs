@@ -157,7 +157,7 @@ fn lifecycle_add_list_show_export_rotate_revoke() {
     let list: serde_json::Value = serde_json::from_str(&d.ok(&["peer", "list", "--json"])).unwrap();
     assert_ne!(list[0]["public_key"].as_str().unwrap(), old_public);
 
-    d.ok(&["peer", "revoke", "phone"]);
+    d.ok(&["peer", "revoke", "phone", "--yes"]);
     assert!(!d.state().join("peers/phone.key").exists());
     let list: serde_json::Value = serde_json::from_str(&d.ok(&["peer", "list", "--json"])).unwrap();
     assert_eq!(list[1]["status"], "revoked");
@@ -205,7 +205,7 @@ fn no_key_material_outside_show() {
     outputs.push(d.run(&["peer", "show", "laptop", "--json"]));
     outputs.push(d.run(&["peer", "export", "laptop"]));
     outputs.push(d.run(&["peer", "show", "laptop", "--png", "laptop.png"]));
-    outputs.push(d.run(&["peer", "revoke", "phone"]));
+    outputs.push(d.run(&["peer", "revoke", "phone", "--yes"]));
     let before_rotate = d.secrets();
     outputs.push(d.run(&["peer", "rotate", "laptop"]));
     let mut secrets = d.secrets();
@@ -234,7 +234,7 @@ fn bad_input_exits_2_names_the_fix_and_changes_nothing() {
     let d = Deployment::new(CONFIG);
     d.ok(&["peer", "add", "laptop"]);
     d.ok(&["peer", "add", "old"]);
-    d.ok(&["peer", "revoke", "old"]);
+    d.ok(&["peer", "revoke", "old", "--yes"]);
     let before = d.snapshot();
     let cases: &[(&[&str], &str)] = &[
         (&["peer", "add", "laptop"], "already exists"),
@@ -523,5 +523,231 @@ fn a_symlinked_deployment_file_is_followed() {
     assert!(
         d.state().join("peers").exists(),
         "the state dir stays beside the link"
+    );
+}
+
+#[test]
+fn a_missing_key_file_makes_show_conf_exit_2_and_validate_warn() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    std::fs::remove_file(d.state().join("peers/laptop.key")).unwrap();
+    let out = d.run(&["peer", "show", "laptop", "--conf"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    assert!(text(&out).contains("peer rotate laptop"), "{}", text(&out));
+    assert!(!text(&out).contains("registered its own public key"));
+    let validate = d.ok(&["config", "validate"]);
+    assert!(validate.contains("missing key file"), "{validate}");
+}
+
+#[test]
+fn a_deleted_peer_block_frees_nothing_and_validate_says_so() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    std::fs::write(d.config(), CONFIG).unwrap();
+    let validate = d.ok(&["config", "validate", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&validate).unwrap();
+    let messages: Vec<&str> = report["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.starts_with("orphaned key file")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("in the ledger")),
+        "{messages:?}"
+    );
+    let before = d.snapshot();
+    let out = d.run(&["peer", "add", "laptop"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(d.snapshot(), before);
+    let out = d.ok(&["peer", "add", "phone"]);
+    assert!(out.contains("10.10.10.3"), "{out}");
+}
+
+#[test]
+fn a_readable_key_file_is_refused_by_every_command_alike() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    let key = d.state().join("peers/laptop.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for args in [
+        &["router", "render"][..],
+        &["peer", "show", "laptop", "--conf"],
+        &["peer", "rotate", "laptop"],
+        &["peer", "add", "phone"],
+        &["config", "validate"],
+    ] {
+        let out = d.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("chmod 600"), "{args:?}: {}", text(&out));
+    }
+}
+
+#[test]
+fn disable_and_enable_keep_keys_and_change_only_the_router_config() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    d.ok(&["peer", "add", "phone"]);
+    let keys = d.secrets();
+    let rendered = |d: &Deployment| d.ok(&["router", "render", "--target", "linux"]);
+    let before = rendered(&d);
+    let phone_key = {
+        let list: serde_json::Value =
+            serde_json::from_str(&d.ok(&["peer", "list", "--json"])).unwrap();
+        list[1]["public_key"].as_str().unwrap().to_string()
+    };
+    assert!(before.contains(&phone_key));
+    let out = d.ok(&["peer", "disable", "phone", "--json"]);
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["action"], "disable");
+    assert_eq!(result["changed"], true);
+    assert_eq!(result["peer"]["status"], "disabled");
+    assert_eq!(result["peer"]["address"], "10.10.10.3");
+    assert!(!result["peer"]["changed"].as_str().unwrap().is_empty());
+    assert_eq!(d.secrets(), keys, "disable keeps every key file");
+    let off = rendered(&d);
+    assert!(!off.contains(&phone_key), "{off}");
+    assert!(off.contains("10.10.10.2/32"));
+    // Its config can still be shown, for when it comes back.
+    d.ok(&["peer", "show", "phone", "--conf"]);
+    let list = d.ok(&["peer", "list"]);
+    assert!(
+        list.contains("STATE") && list.contains("disabled"),
+        "{list}"
+    );
+    // A disabled peer's address is not handed out.
+    assert!(d.ok(&["peer", "add", "tablet"]).contains("10.10.10.4"));
+    let again = d.ok(&["peer", "disable", "phone"]);
+    assert!(again.contains("already disabled"), "{again}");
+    d.ok(&["peer", "enable", "phone"]);
+    let on = rendered(&d);
+    assert!(on.contains(&phone_key));
+    // Revoked peers cannot come back.
+    d.ok(&["peer", "revoke", "phone", "--yes"]);
+    let out = d.run(&["peer", "enable", "phone"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn revoke_without_a_terminal_needs_yes_and_changes_nothing_without_it() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "phone"]);
+    let before = d.snapshot();
+    let out = d.run(&["peer", "revoke", "phone"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--yes"), "{}", text(&out));
+    assert_eq!(d.snapshot(), before);
+    let out = d.ok(&["peer", "revoke", "phone", "--yes", "--json"]);
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["peer"]["status"], "revoked");
+}
+
+#[test]
+fn rename_moves_keys_and_purge_frees_only_the_name() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    d.ok(&["peer", "add", "phone"]);
+    let keys = d.secrets();
+    let out = d.ok(&["peer", "rename", "laptop", "work-laptop", "--json"]);
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["peer"]["name"], "work-laptop");
+    assert_eq!(result["peer"]["address"], "10.10.10.2");
+    let mut after = d.secrets();
+    let mut before = keys.clone();
+    after.sort();
+    before.sort();
+    assert_eq!(after, before, "the same keys, under the new name");
+    assert!(d.state().join("peers/work-laptop.key").exists());
+    assert!(!d.state().join("peers/laptop.key").exists());
+    d.ok(&["peer", "show", "work-laptop", "--conf"]);
+    // A router applied before the rename loses the old section too.
+    let uci = d.ok(&["router", "render", "--target", "openwrt"]);
+    assert!(
+        uci.contains("delete network.sovereign_peer_laptop\n"),
+        "{uci}"
+    );
+    // The old name is free (it was never revoked, only renamed).
+    assert!(d.ok(&["peer", "add", "laptop"]).contains("10.10.10.4"));
+
+    // Purge: only revoked peers, and the address stays retired.
+    let out = d.run(&["peer", "purge", "phone", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("peer revoke phone"), "{}", text(&out));
+    d.ok(&["peer", "revoke", "phone", "--yes"]);
+    let out = d.run(&["peer", "add", "phone"]);
+    assert!(text(&out).contains("peer purge phone"), "{}", text(&out));
+    let before = d.snapshot();
+    let out = d.run(&["peer", "purge", "phone"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no terminal, no --yes: {}",
+        text(&out)
+    );
+    assert_eq!(d.snapshot(), before);
+    d.ok(&["peer", "purge", "phone", "--yes"]);
+    let ledger = std::fs::read_to_string(d.state().join("ledger.json")).unwrap();
+    assert!(ledger.contains("\"purged\": true"), "{ledger}");
+    let out = d.ok(&["peer", "add", "phone"]);
+    assert!(
+        out.contains("10.10.10.5"),
+        "10.10.10.3 stays retired: {out}"
+    );
+    let validate = d.ok(&["config", "validate", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&validate).unwrap();
+    assert_eq!(report["state"], serde_json::json!([]), "{validate}");
+}
+
+#[test]
+fn expiry_is_stored_listed_planned_and_leaves_the_router_once_passed() {
+    let d = Deployment::new(CONFIG);
+    d.ok(&["peer", "add", "laptop"]);
+    let out = d.ok(&["peer", "add", "guest", "--expires", "30d", "--json"]);
+    let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let expires = result["peer"]["expires"].as_str().unwrap().to_string();
+    assert!(expires.ends_with('Z'), "{expires}");
+    assert!(
+        std::fs::read_to_string(d.config())
+            .unwrap()
+            .contains(&format!("expires = \"{expires}\""))
+    );
+    let guest_key = result["peer"]["public_key"].as_str().unwrap().to_string();
+    let render = || d.ok(&["router", "render", "--target", "linux"]);
+    assert!(render().contains(&guest_key));
+    let plan = d.ok(&["plan"]);
+    assert!(
+        plan.contains("Peer expiries") && plan.contains("guest: expires"),
+        "{plan}"
+    );
+    // Bad input exits 2 and changes nothing.
+    let before = d.snapshot();
+    for bad in ["2020-01-01", "soon"] {
+        let out = d.run(&["peer", "extend", "guest", "--expires", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
+    }
+    assert_eq!(d.snapshot(), before);
+    // Past its expiry (set by hand here: the CLI refuses past dates), the router drops it.
+    let config = std::fs::read_to_string(d.config()).unwrap();
+    std::fs::write(d.config(), config.replace(&expires, "2026-01-01T00:00:00Z")).unwrap();
+    assert!(!render().contains(&guest_key));
+    let list = d.ok(&["peer", "list"]);
+    assert!(list.contains("expired"), "{list}");
+    let plan = d.ok(&["plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    assert_eq!(plan["expiries"][0]["peer"], "guest");
+    assert_eq!(plan["expiries"][0]["expired"], true);
+    // Extending brings it back; `never` clears the expiry.
+    d.ok(&["peer", "extend", "guest", "--expires", "2099-12-31"]);
+    assert!(render().contains(&guest_key));
+    d.ok(&["peer", "extend", "guest", "--expires", "never"]);
+    assert!(
+        !std::fs::read_to_string(d.config())
+            .unwrap()
+            .contains("expires")
     );
 }

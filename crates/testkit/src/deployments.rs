@@ -23,7 +23,14 @@ pub fn peer(i: usize) -> Peer {
         created: String::new(),
         status: PeerStatus::Active,
         preshared_key: true,
+        changed: String::new(),
+        expires: None,
     }
+}
+
+/// The clock the golden files are rendered at (2026-06-01T00:00:00Z).
+pub fn now() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_780_272_000)
 }
 
 /// The configurations every golden file and property is checked against.
@@ -53,6 +60,16 @@ pub fn variants() -> Vec<(&'static str, Deployment)> {
     d.peers[1].status = PeerStatus::Revoked;
     d.server.mac = Some(MacAddr([0x3c, 0x22, 0xfb, 0x12, 0x34, 0x56]));
     out.push(("revoked_peer_and_mac", d));
+    // peer-2 of three is disabled: its section and AllowedIPs leave the router's
+    // config exactly as a revoked peer's do, while peer-1 and peer-3 stay.
+    let mut d = with_peers(3);
+    d.peers[1].status = PeerStatus::Disabled;
+    out.push(("disabled_peer", d));
+    // Rendered at NOW: peer-2's expiry has passed, peer-3's has not.
+    let mut d = with_peers(3);
+    d.peers[1].expires = Some("2026-05-31T23:59:59Z".into());
+    d.peers[2].expires = Some("2027-01-31T23:59:59Z".into());
+    out.push(("expired_peer", d));
     out.push(("peers_0", with_peers(0)));
     out.push(("peers_50", with_peers(50)));
     out

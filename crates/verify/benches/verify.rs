@@ -99,6 +99,8 @@ fn synthetic(peers: usize) -> (Deployment, String) {
             created: String::new(),
             status: PeerStatus::Active,
             preshared_key: true,
+            changed: String::new(),
+            expires: None,
         });
         let chain = format!("peer_{i}");
         items.push(json!({"chain": {"family": "inet", "table": "big", "name": chain}}));

@@ -247,6 +247,8 @@ mod tests {
             created: "2026-01-01T00:00:00Z".into(),
             status: PeerStatus::Active,
             preshared_key: true,
+            changed: String::new(),
+            expires: None,
         };
         let router = Key::from_bytes([0x01; 32]).public_key();
         let psk = Key::from_bytes([0x04; 32]);

@@ -65,6 +65,8 @@ mod tests {
             created: "2026-01-01T00:00:00Z".into(),
             status: PeerStatus::Active,
             preshared_key: true,
+            changed: String::new(),
+            expires: None,
         }
     }
 

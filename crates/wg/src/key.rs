@@ -84,6 +84,10 @@ fn random_bytes() -> Result<[u8; 32], KeyError> {
 pub struct RouterSecrets {
     pub private_key: Key,
     pub preshared_keys: BTreeMap<String, Key>,
+    /// Not a secret, but state the deployment file lacks: peer names handed out
+    /// before that are no longer peers (renamed, purged, block deleted by hand).
+    /// The OpenWrt batch deletes their sections.
+    pub retired_peers: Vec<String>,
 }
 
 impl RouterSecrets {
@@ -113,6 +117,7 @@ impl RouterSecrets {
         RouterSecrets {
             private_key: Key([0x01; 32]),
             preshared_keys,
+            retired_peers: Vec::new(),
         }
     }
 }

@@ -5,9 +5,11 @@
 //! The renderers and lifecycle decisions are pure ([`render_client_config`],
 //! [`plan`]); the filesystem sits behind [`SecretFs`] in [`KeyStore`].
 
+pub mod backup;
 mod bundle;
 mod client;
 mod key;
+pub mod ledger;
 pub mod plan;
 mod qr;
 pub mod quick;
@@ -19,10 +21,11 @@ pub use bundle::{
 };
 pub use client::{PRIVATE_KEY_PLACEHOLDER, render_client_config};
 pub use key::{Key, KeyError, RouterSecrets};
+pub use ledger::{Ledger, LedgerEntry};
 pub use plan::PeerError;
 pub use qr::{PNG_MODULE_PIXELS, QUIET_ZONE, QrError, qr_png, qr_terminal};
 pub use registry::{AddRequest, ClientMaterial, PeerRegistry, RegistryError, Revoked, RouterRekey};
 pub use store::{
-    Changes, FileKind, KeyStore, OsFs, SecretFs, SharedLock, StateLock, StoreError,
+    Changes, FileKind, KeyStore, OsFs, SecretFs, SharedLock, StateLock, StoreError, StoreFinding,
     set_lock_timeout,
 };

@@ -10,6 +10,7 @@ use sovereign_model::{ConfigErrors, Deployment, EditError, Peer};
 use crate::bundle::PeerBundle;
 use crate::client::render_client_config;
 use crate::key::{Key, KeyError, RouterSecrets};
+use crate::ledger::Ledger;
 use crate::plan::{self, NewPeer, PeerError};
 use crate::store::{KeyStore, StoreError};
 
@@ -20,7 +21,7 @@ pub struct RouterRekey {
     pub public_key: Option<String>,
     /// A router key (or the record of one) is there, and the router may run it.
     pub replaces_key: bool,
-    /// Active peers whose configs carry the old public key.
+    /// Active and disabled peers whose configs carry the old public key.
     pub peers: Vec<String>,
 }
 
@@ -81,6 +82,8 @@ pub struct AddRequest {
     pub preshared_key: bool,
     /// RFC 3339; the caller owns the clock.
     pub created: String,
+    /// RFC 3339 (see [`plan::parse_expiry`]); `None`: never.
+    pub expires: Option<String>,
 }
 
 /// What `peer revoke` did.
@@ -125,15 +128,31 @@ impl ClientMaterial {
 
 /// One peer's change, decided from the current file.
 struct Edit {
+    /// The entry after the change (for `Purge`: the one removed).
     peer: Peer,
+    op: Op,
+    /// For the ledger: whether sovereign generated the private key (`None`: unchanged).
+    sovereign_key: Option<bool>,
     private_key: KeyChange,
     preshared_key: KeyChange,
     ensure_router_key: bool,
 }
 
+/// How the deployment file and the ledger change.
+enum Op {
+    Upsert,
+    /// The entry and key files of the old name move to `peer.name`.
+    Rename {
+        old: String,
+    },
+    /// The entry goes; the ledger frees the name and keeps the address.
+    Purge,
+}
+
 enum KeyChange {
     Put(Key),
     Remove,
+    Keep,
 }
 
 impl PeerRegistry {
@@ -175,19 +194,23 @@ impl PeerRegistry {
         } else {
             None
         };
-        let edit = self.change(|d, _| {
+        let edit = self.change(|d, ledger, _| {
             let peer = plan::plan_add(
                 d,
+                ledger,
                 &NewPeer {
                     name: &request.name,
                     address: request.address,
                     public_key: &public_key,
                     preshared_key: psk.is_some(),
                     created: &request.created,
+                    expires: request.expires.as_deref(),
                 },
             )?;
             Ok(Some(Edit {
                 peer,
+                op: Op::Upsert,
+                sovereign_key: Some(private_key.is_some()),
                 private_key: put_or_remove(&private_key),
                 preshared_key: put_or_remove(&psk),
                 ensure_router_key: true,
@@ -217,9 +240,15 @@ impl PeerRegistry {
         let public_key =
             device_key.unwrap_or_else(|| private_key.as_ref().expect("generated").public_key());
         let psk = Key::generate_preshared()?;
-        let edit = self.change(|d, store| {
+        let edit = self.change(|d, ledger, store| {
             let peer = plan::plan_rotate(d, name, &public_key)?;
-            if private_key.is_some() && !store.has_peer_private_key(name)? {
+            // The ledger knows who generated the key, so a lost key file is replaced,
+            // not mistaken for a device's key; older state directories go by the file.
+            let device_keyed = match store.sovereign_keyed(Some(ledger), name) {
+                Some(sovereign) => !sovereign,
+                None => !store.has_peer_private_key(name)?,
+            };
+            if private_key.is_some() && device_keyed {
                 return Err(PeerError::DeviceKeyed { name: name.into() }.into());
             }
             let preshared_key = if peer.preshared_key {
@@ -229,6 +258,8 @@ impl PeerRegistry {
             };
             Ok(Some(Edit {
                 peer,
+                op: Op::Upsert,
+                sovereign_key: Some(private_key.is_some()),
                 private_key: put_or_remove(&private_key),
                 preshared_key,
                 ensure_router_key: true,
@@ -237,11 +268,91 @@ impl PeerRegistry {
         Ok(edit.expect("rotate always edits").peer)
     }
 
-    /// Mark a peer revoked (its address stays reserved) and delete its key files.
-    pub fn revoke(&self, name: &str) -> Result<Revoked, RegistryError> {
-        let edit = self.change(|d, _| {
-            Ok(plan::plan_revoke(d, name)?.map(|peer| Edit {
+    /// Disable (`enable: false`) or enable a peer; keys and address are kept.
+    /// `None` when it is in that state already. `now`: RFC 3339.
+    pub fn set_enabled(
+        &self,
+        name: &str,
+        enable: bool,
+        now: &str,
+    ) -> Result<Option<Peer>, RegistryError> {
+        let edit = self.change(|d, _, _| {
+            Ok(plan::plan_enable(d, name, enable, now)?.map(|peer| Edit {
                 peer,
+                op: Op::Upsert,
+                sovereign_key: None,
+                private_key: KeyChange::Keep,
+                preshared_key: KeyChange::Keep,
+                ensure_router_key: false,
+            }))
+        })?;
+        Ok(edit.map(|e| e.peer))
+    }
+
+    /// Set (or with `None` clear) a peer's expiry.
+    pub fn extend(
+        &self,
+        name: &str,
+        expires: Option<String>,
+        now: &str,
+    ) -> Result<Peer, RegistryError> {
+        let edit = self.change(|d, _, _| {
+            Ok(Some(Edit {
+                peer: plan::plan_extend(d, name, expires.clone(), now)?,
+                op: Op::Upsert,
+                sovereign_key: None,
+                private_key: KeyChange::Keep,
+                preshared_key: KeyChange::Keep,
+                ensure_router_key: false,
+            }))
+        })?;
+        Ok(edit.expect("extend always edits").peer)
+    }
+
+    /// Give a peer another name; its keys, address and state are kept.
+    pub fn rename(&self, old: &str, new: &str, now: &str) -> Result<Peer, RegistryError> {
+        let edit = self.change(|d, ledger, store| {
+            let peer = plan::plan_rename(d, ledger, old, new, now)?;
+            let keep = |key: Option<Key>| match key {
+                Some(key) => KeyChange::Put(key),
+                None => KeyChange::Remove,
+            };
+            Ok(Some(Edit {
+                peer,
+                op: Op::Rename { old: old.into() },
+                sovereign_key: None,
+                private_key: keep(store.peer_private_key(old)?),
+                preshared_key: keep(store.peer_preshared_key(old)?),
+                ensure_router_key: false,
+            }))
+        })?;
+        Ok(edit.expect("rename always edits").peer)
+    }
+
+    /// Free a revoked peer's name (or one whose block was deleted by hand): the
+    /// entry leaves the deployment file, the ledger keeps its address retired and
+    /// its public key on record. Returns the peer as it was.
+    pub fn purge(&self, name: &str) -> Result<Peer, RegistryError> {
+        let edit = self.change(|d, ledger, _| {
+            Ok(Some(Edit {
+                peer: plan::plan_purge(d, ledger, name)?,
+                op: Op::Purge,
+                sovereign_key: None,
+                private_key: KeyChange::Remove,
+                preshared_key: KeyChange::Remove,
+                ensure_router_key: false,
+            }))
+        })?;
+        Ok(edit.expect("purge always edits").peer)
+    }
+
+    /// Mark a peer revoked (its address stays reserved) and delete its key files.
+    pub fn revoke(&self, name: &str, now: &str) -> Result<Revoked, RegistryError> {
+        let edit = self.change(|d, _, _| {
+            Ok(plan::plan_revoke(d, name, now)?.map(|peer| Edit {
+                peer,
+                op: Op::Upsert,
+                sovereign_key: None,
                 private_key: KeyChange::Remove,
                 preshared_key: KeyChange::Remove,
                 ensure_router_key: false,
@@ -256,17 +367,34 @@ impl PeerRegistry {
         }
     }
 
-    /// An active peer with its keys, read under the shared lock and checked for
-    /// consistency with the deployment file.
+    /// An active or disabled peer with its keys, read under the shared lock and
+    /// checked for consistency with the deployment file.
     pub fn client_material(&self, name: &str) -> Result<ClientMaterial, RegistryError> {
         let (_, d) = self.read_config()?;
-        plan::active_peer(&d, name)?;
+        plan::keyed_peer(&d, name)?;
         // The router's key never changes once made, so it is safe to get it before the shared lock.
         let router_private = self.store.router_private_key_or_generate(&d)?;
         let _shared = self.store.lock_shared()?;
         let (_, deployment) = self.read_config()?;
-        let peer = plan::active_peer(&deployment, name)?.clone();
+        let peer = plan::keyed_peer(&deployment, name)?.clone();
         let private_key = self.store.peer_private_key(name)?;
+        if private_key.is_none()
+            && self
+                .store
+                .sovereign_keyed(self.store.ledger()?.as_ref(), name)
+                == Some(true)
+        {
+            // Without this, a lost key file would pass for a device-generated pair.
+            return Err(StoreError::MissingSecret {
+                path: self.store.peer_private_key_path(name),
+                hint: format!(
+                    "sovereign generated peer `{name}`'s private key and it is gone; restore the file \
+                     from a backup (`sovereign restore`), or run `sovereign peer rotate {name}` for \
+                     new keys (the device then needs its new config)"
+                ),
+            }
+            .into());
+        }
         if let Some(key) = &private_key
             && key.public_key().to_base64() != peer.public_key
         {
@@ -338,7 +466,7 @@ impl PeerRegistry {
         Ok(RouterRekey {
             public_key: None,
             replaces_key: self.store.router_key_present()?,
-            peers: d.active_peers().map(|p| p.name.clone()).collect(),
+            peers: d.keyed_peers().map(|p| p.name.clone()).collect(),
         })
     }
 
@@ -365,32 +493,54 @@ impl PeerRegistry {
     /// file cannot change underneath, and commit.
     fn change(
         &self,
-        decide: impl Fn(&Deployment, &KeyStore) -> Result<Option<Edit>, RegistryError>,
+        decide: impl Fn(&Deployment, &Ledger, &KeyStore) -> Result<Option<Edit>, RegistryError>,
     ) -> Result<Option<Edit>, RegistryError> {
         let (_, d) = self.read_config()?;
-        if decide(&d, &self.store)?.is_none() {
+        if decide(&d, &self.store.ledger_for(&d)?, &self.store)?.is_none() {
             return Ok(None);
         }
         let lock = self.store.lock()?;
         let (text, d) = self.read_config()?;
-        let Some(edit) = decide(&d, &self.store)? else {
+        let mut ledger = self.store.ledger_for(&d)?;
+        let Some(edit) = decide(&d, &ledger, &self.store)? else {
             return Ok(None);
         };
-        let new_text = sovereign_model::upsert_peer(&text, &edit.peer)?;
+        let new_text = match &edit.op {
+            Op::Upsert => {
+                ledger.record(&edit.peer, edit.sovereign_key);
+                sovereign_model::upsert_peer(&text, &edit.peer)?
+            }
+            Op::Rename { old } => {
+                ledger.rename(old, &edit.peer.name);
+                ledger.record(&edit.peer, edit.sovereign_key);
+                sovereign_model::rename_peer(&text, old, &edit.peer)?
+            }
+            Op::Purge => {
+                ledger.purge(&edit.peer.name);
+                sovereign_model::remove_peer(&text, &edit.peer.name)?
+            }
+        };
         sovereign_model::parse(&new_text, &self.config).map_err(RegistryError::EditBroke)?;
         let mut changes = lock.changes();
         if edit.ensure_router_key {
             lock.router_private_key_or_new(&d, Some(&edit.peer.name), &mut changes)?;
         }
         let name = &edit.peer.name;
+        if let Op::Rename { old } = &edit.op {
+            changes.remove_peer_private_key(old);
+            changes.remove_peer_preshared_key(old);
+        }
         match &edit.private_key {
             KeyChange::Put(key) => changes.put_peer_private_key(name, key),
             KeyChange::Remove => changes.remove_peer_private_key(name),
+            KeyChange::Keep => {}
         }
         match &edit.preshared_key {
             KeyChange::Put(key) => changes.put_peer_preshared_key(name, key),
             KeyChange::Remove => changes.remove_peer_preshared_key(name),
+            KeyChange::Keep => {}
         }
+        changes.put_ledger(&ledger);
         // A symlinked sovereign.toml is edited where it points, so the link stays a
         // link (a rename onto the link's path would replace it with a copy).
         let target = match std::fs::symlink_metadata(&self.config) {

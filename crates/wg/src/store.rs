@@ -6,6 +6,7 @@
 //!   lock                   0600, held (flock) by every command that changes state
 //!   router.key             0600, the router's private key, generated on first use
 //!   router.pub             0600, its public key: proof that a router key was issued
+//!   ledger.json            0600, every name and address ever handed out (see ledger.rs)
 //!   peers/                 0700
 //!     <name>.key           0600, only when sovereign generated the peer's pair
 //!     <name>.psk           0600, the peer's preshared key
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sovereign_model::Deployment;
 
 use crate::key::{Key, KeyError, RouterSecrets};
+use crate::ledger::Ledger;
 
 /// The secrets of one deployment, on disk. Reads need no lock; changes need
 /// [`KeyStore::lock`].
@@ -85,6 +87,12 @@ pub enum StoreError {
         public_path.display()
     )]
     RouterKeyMismatch { path: PathBuf, public_path: PathBuf },
+    #[error(
+        "{} is damaged ({message}); restore it from a backup (`sovereign restore`), or move it away \
+         and sovereign rebuilds it from the deployment file at the next change",
+        path.display()
+    )]
+    CorruptLedger { path: PathBuf, message: String },
     #[error("cannot generate a key: {0}")]
     Random(#[from] KeyError),
     #[error(
@@ -125,6 +133,7 @@ impl StoreError {
                 | StoreError::RouterKeyLost { .. }
                 | StoreError::RouterKeyMismatch { .. }
                 | StoreError::LockTimeout { .. }
+                | StoreError::CorruptLedger { .. }
         )
     }
 }
@@ -201,7 +210,153 @@ impl KeyStore {
         };
         store.check_private_dir(&store.dir)?;
         store.check_private_dir(&store.peers_dir())?;
+        store.check_private_files()?;
         Ok(store)
+    }
+
+    /// Every secret of the state directory must be private, whether or not this
+    /// command reads it: one rule for every command that opens the store, so that a
+    /// `chmod 644` is refused by `router render` just as by `peer show --conf`.
+    /// Secrets: everything in peers/, and the router's keys and the ledger beside
+    /// it (other tools keep non-secret files there too, e.g. `server install`'s
+    /// lock and manifest).
+    fn check_private_files(&self) -> Result<(), StoreError> {
+        let top = self.list(&self.dir)?.into_iter().filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.ends_with(".key") || name.ends_with(".pub") || name == "ledger.json"
+        });
+        let peers = self.list(&self.peers_dir())?;
+        for path in top.chain(peers) {
+            if let Some(FileKind::File { mode }) =
+                self.fs.kind(&path).map_err(io_error("inspect", &path))?
+                && mode & 0o077 != 0
+            {
+                return Err(StoreError::InsecurePermissions {
+                    path,
+                    mode,
+                    fix: 0o600,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of `dir`, sorted; none when it does not exist.
+    fn list(&self, dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+        match self.fs.list_dir(dir) {
+            Ok(mut paths) => {
+                paths.sort();
+                Ok(paths)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io_error("list", dir)(e)),
+        }
+    }
+
+    pub fn ledger_path(&self) -> PathBuf {
+        self.dir.join("ledger.json")
+    }
+
+    /// The allocation ledger; `None` for a state directory from before it existed.
+    pub fn ledger(&self) -> Result<Option<Ledger>, StoreError> {
+        let path = self.ledger_path();
+        let Some(bytes) = self.read_private(&path)? else {
+            return Ok(None);
+        };
+        Ledger::parse(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::CorruptLedger {
+                path,
+                message: e.to_string(),
+            })
+    }
+
+    /// The ledger with every peer of `d` taken in: what allocation consults.
+    pub fn ledger_for(&self, d: &Deployment) -> Result<Ledger, StoreError> {
+        let mut ledger = self.ledger()?.unwrap_or_default();
+        ledger.absorb(d);
+        Ok(ledger)
+    }
+
+    /// What is wrong in the state directory for deployment `d`, without changing
+    /// anything: orphaned and missing key files, keys that do not match, peers the
+    /// ledger knows but the deployment file lost. `config validate` prints these.
+    pub fn audit(&self, d: &Deployment) -> Result<Vec<StoreFinding>, StoreError> {
+        let mut out = Vec::new();
+        let ledger = self.ledger()?;
+        let display = |p: &Path| p.display().to_string();
+        for path in self.list(&self.peers_dir())? {
+            let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or("");
+            let ext = path.extension().and_then(|e| e.to_str());
+            if !matches!(ext, Some("key" | "psk")) {
+                continue;
+            }
+            if d.peer(name).is_none_or(|p| !p.holds_keys()) {
+                out.push(StoreFinding {
+                    path: display(&path),
+                    message: format!(
+                        "orphaned key file: no active or disabled peer `{name}` in the deployment file; \
+                         put its [[peer]] block back, or delete the file"
+                    ),
+                });
+            }
+        }
+        for peer in d.keyed_peers() {
+            let psk = self.peer_preshared_key_path(&peer.name);
+            if peer.preshared_key && self.read_secret(&psk)?.is_none() {
+                out.push(StoreFinding {
+                    path: display(&psk),
+                    message: format!(
+                        "missing key file: peer `{}` is marked preshared_key = true; restore the file \
+                         from a backup, or run `sovereign peer rotate {}`",
+                        peer.name, peer.name
+                    ),
+                });
+            }
+            let key_path = self.peer_private_key_path(&peer.name);
+            match self.read_secret(&key_path)? {
+                Some(key) if key.public_key().to_base64() != peer.public_key => {
+                    out.push(StoreFinding {
+                        path: display(&key_path),
+                        message: format!(
+                            "does not match the public key of peer `{}`; run `sovereign peer rotate {}`",
+                            peer.name, peer.name
+                        ),
+                    })
+                }
+                Some(_) => {}
+                None if self.sovereign_keyed(ledger.as_ref(), &peer.name) == Some(true) => {
+                    out.push(StoreFinding {
+                        path: display(&key_path),
+                        message: format!(
+                            "missing key file: sovereign generated peer `{}`'s private key; restore \
+                             the file from a backup, or run `sovereign peer rotate {}`",
+                            peer.name, peer.name
+                        ),
+                    })
+                }
+                None => {}
+            }
+        }
+        if let Some(ledger) = &ledger {
+            for entry in ledger.missing_from(d) {
+                out.push(StoreFinding {
+                    path: display(&self.ledger_path()),
+                    message: format!(
+                        "peer `{}` ({}) is in the ledger but its [[peer]] block is gone from the \
+                         deployment file; its name and address stay reserved: put the block back, \
+                         or `sovereign peer purge {}` to free the name",
+                        entry.name, entry.address, entry.name
+                    ),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether sovereign generated `peer`'s private key, if the ledger knows.
+    pub fn sovereign_keyed(&self, ledger: Option<&Ledger>, peer: &str) -> Option<bool> {
+        ledger?.entry(peer)?.sovereign_key
     }
 
     pub fn dir(&self) -> &Path {
@@ -283,7 +438,8 @@ impl KeyStore {
         let recorded = self.read_secret(&self.router_public_key_path())?;
         let mut had_key = recorded.is_some();
         let mut peers = Vec::new();
-        for peer in d.active_peers() {
+        // Disabled peers hold configs with the router's public key too.
+        for peer in d.keyed_peers() {
             had_key = had_key
                 || self.has_peer_private_key(&peer.name)?
                 || self.peer_preshared_key(&peer.name)?.is_some();
@@ -343,9 +499,14 @@ impl KeyStore {
             })?;
             preshared_keys.insert(peer.name.clone(), key);
         }
+        let retired_peers = self
+            .ledger()?
+            .map(|ledger| ledger.retired_names(d))
+            .unwrap_or_default();
         Ok(RouterSecrets {
             private_key,
             preshared_keys,
+            retired_peers,
         })
     }
 
@@ -400,6 +561,18 @@ impl KeyStore {
     }
 
     fn read_secret(&self, path: &Path) -> Result<Option<Key>, StoreError> {
+        let Some(bytes) = self.read_private(path)? else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| StoreError::CorruptKey { path: path.into() })?;
+        Key::from_base64(text)
+            .map(Some)
+            .map_err(|_| StoreError::CorruptKey { path: path.into() })
+    }
+
+    /// The bytes of a private regular file; `None` when it does not exist.
+    fn read_private(&self, path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(kind) = self.fs.kind(path).map_err(io_error("inspect", path))? else {
             return Ok(None);
         };
@@ -417,11 +590,7 @@ impl KeyStore {
             });
         }
         let bytes = self.fs.read(path).map_err(io_error("read", path))?;
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| StoreError::CorruptKey { path: path.into() })?;
-        Key::from_base64(text)
-            .map(Some)
-            .map_err(|_| StoreError::CorruptKey { path: path.into() })
+        Ok(Some(bytes))
     }
 
     fn check_private_dir(&self, dir: &Path) -> Result<(), StoreError> {
@@ -452,6 +621,13 @@ impl KeyStore {
             Err(e) => Err(io_error("create", dir)(e)),
         }
     }
+}
+
+/// One problem `KeyStore::audit` found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoreFinding {
+    pub path: String,
+    pub message: String,
 }
 
 /// Held while a command reads, decides and writes; dropping it releases the lock.
@@ -639,17 +815,25 @@ impl Changes {
         self.removals.push(self.store.peer_preshared_key_path(peer));
     }
 
+    pub fn put_ledger(&mut self, ledger: &Ledger) {
+        let path = self.store.ledger_path();
+        self.put_bytes(path, ledger.to_bytes());
+    }
+
     /// Replace the deployment file (it must exist; its mode is kept).
     pub fn replace_config(&mut self, path: &Path, text: String) {
         self.config = Some((path.to_path_buf(), text));
     }
 
     fn put(&mut self, path: PathBuf, key: &Key) {
+        // The layout `wg genkey > file` produces, so the files work with `wg set ... private-key FILE`.
+        self.put_bytes(path, format!("{}\n", key.to_base64()).into_bytes());
+    }
+
+    fn put_bytes(&mut self, path: PathBuf, bytes: Vec<u8>) {
         self.removals.retain(|p| *p != path);
         self.writes.retain(|(p, _)| *p != path);
-        // The layout `wg genkey > file` produces, so the files work with `wg set ... private-key FILE`.
-        self.writes
-            .push((path, format!("{}\n", key.to_base64()).into_bytes()));
+        self.writes.push((path, bytes));
     }
 }
 
@@ -672,6 +856,8 @@ pub trait SecretFs: Send + Sync {
     /// What is at `path` (without following symlinks), or `None`.
     fn kind(&self, path: &Path) -> io::Result<Option<FileKind>>;
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The paths of the entries of a directory (`NotFound` if there is none).
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>>;
     /// Create one directory with exactly `mode`; `AlreadyExists` if it exists.
     fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()>;
     /// Remove an empty directory.
@@ -716,6 +902,12 @@ impl SecretFs for OsFs {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        std::fs::read_dir(path)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect()
     }
 
     fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {

@@ -42,6 +42,8 @@ fn peer(private: &Key) -> Peer {
         created: "2026-01-01T00:00:00Z".into(),
         status: PeerStatus::Active,
         preshared_key: true,
+        changed: String::new(),
+        expires: None,
     }
 }
 

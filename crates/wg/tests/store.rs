@@ -42,6 +42,7 @@ fn request(name: &str) -> AddRequest {
         public_key: None,
         preshared_key: true,
         created: "2026-01-01T00:00:00Z".into(),
+        expires: None,
     }
 }
 
@@ -161,9 +162,12 @@ fn revoke_keeps_a_tombstone_deletes_keys_and_drops_the_peer_from_router_secrets(
         ["laptop", "phone"]
     );
 
-    assert!(matches!(registry.revoke("phone").unwrap(), Revoked::Now(_)));
     assert!(matches!(
-        registry.revoke("phone").unwrap(),
+        registry.revoke("phone", "2026-02-01T00:00:00Z").unwrap(),
+        Revoked::Now(_)
+    ));
+    assert!(matches!(
+        registry.revoke("phone", "2026-02-01T00:00:00Z").unwrap(),
         Revoked::Already(_)
     ));
     assert!(!s.state.join("peers/phone.key").exists());
@@ -269,6 +273,9 @@ impl SecretFs for FailingFs {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         OsFs.read(path)
     }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        OsFs.list_dir(path)
+    }
     fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
         self.step("create_dir")?;
         OsFs.create_dir(path, mode)
@@ -369,7 +376,7 @@ fn a_failed_rotate_leaves_everything_as_it_was() {
 fn a_failed_revoke_leaves_everything_as_it_was() {
     fails_atomically(
         |r| drop(r.add(&request("laptop")).unwrap()),
-        |r| r.revoke("laptop").map(drop),
+        |r| r.revoke("laptop", "2026-02-01T00:00:00Z").map(drop),
     );
 }
 
@@ -442,7 +449,7 @@ fn deployment_and_router_secrets_agree_and_leave_revoked_peers_out() {
     let registry = PeerRegistry::open(&s.config).unwrap();
     registry.add(&request("laptop")).unwrap();
     registry.add(&request("phone")).unwrap();
-    registry.revoke("laptop").unwrap();
+    registry.revoke("laptop", "2026-02-01T00:00:00Z").unwrap();
     let (d, secrets) = registry.deployment_and_router_secrets().unwrap();
     assert_eq!(
         d.active_peers()
@@ -591,7 +598,7 @@ fn rekey_replaces_the_router_key_pair_and_names_the_peers_to_reissue() {
     let registry = PeerRegistry::open(&s.config).unwrap();
     registry.add(&request("laptop")).unwrap();
     registry.add(&request("phone")).unwrap();
-    registry.revoke("phone").unwrap();
+    registry.revoke("phone", "2026-02-01T00:00:00Z").unwrap();
     let old = registry.store().router_private_key().unwrap().unwrap();
     let config_before = std::fs::read(&s.config).unwrap();
 
@@ -616,4 +623,111 @@ fn rekey_replaces_the_router_key_pair_and_names_the_peers_to_reissue() {
     registry.rekey_router().unwrap();
     let d = sovereign_model::load(&s.config).unwrap();
     assert!(registry.store().router_secrets(&d).is_ok());
+}
+
+#[test]
+fn a_peer_block_deleted_by_hand_keeps_its_name_and_address() {
+    let s = setup(CONFIG);
+    let registry = PeerRegistry::open(&s.config).unwrap();
+    let laptop = registry.add(&request("laptop")).unwrap();
+    assert_eq!(mode(&s.state.join("ledger.json")), 0o600);
+    // The user deletes the [[peer]] block, leaving the rest of the file.
+    std::fs::write(&s.config, CONFIG).unwrap();
+    let err = registry.add(&request("laptop")).unwrap_err();
+    assert!(err.is_usage());
+    assert!(err.to_string().contains("peer purge laptop"), "{err}");
+    let phone = registry.add(&request("phone")).unwrap();
+    assert_ne!(phone.address, laptop.address);
+    let d = sovereign_model::load(&s.config).unwrap();
+    let findings = registry.store().audit(&d).unwrap();
+    let text: Vec<_> = findings.iter().map(|f| f.message.as_str()).collect();
+    assert!(
+        text.iter()
+            .any(|m| m.contains("`laptop`") && m.contains("ledger")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|m| m.starts_with("orphaned key file: no active or disabled peer `laptop`")),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn a_lost_private_key_is_an_error_not_a_device_key_and_rotate_mends_it() {
+    let s = setup(CONFIG);
+    let registry = PeerRegistry::open(&s.config).unwrap();
+    registry.add(&request("laptop")).unwrap();
+    let key = s.state.join("peers/laptop.key");
+    std::fs::remove_file(&key).unwrap();
+    let err = match registry.client_material("laptop") {
+        Err(e) => e,
+        Ok(_) => panic!("a lost key passed for a device key"),
+    };
+    assert!(err.is_usage());
+    assert!(err.to_string().contains("peer rotate laptop"), "{err}");
+    let d = sovereign_model::load(&s.config).unwrap();
+    let findings = registry.store().audit(&d).unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.path == key.display().to_string()
+                && f.message.starts_with("missing key file")),
+        "{findings:?}"
+    );
+    registry.rotate("laptop", None).unwrap();
+    assert!(
+        registry
+            .client_material("laptop")
+            .unwrap()
+            .private_key
+            .is_some()
+    );
+    // A device-keyed peer still has no key file, and that is fine.
+    let mut phone = request("phone");
+    phone.public_key = Some(
+        sovereign_wg::Key::from_bytes([7; 32])
+            .public_key()
+            .to_base64(),
+    );
+    registry.add(&phone).unwrap();
+    assert!(
+        registry
+            .client_material("phone")
+            .unwrap()
+            .private_key
+            .is_none()
+    );
+    let d = sovereign_model::load(&s.config).unwrap();
+    assert_eq!(registry.store().audit(&d).unwrap(), vec![]);
+}
+
+#[test]
+fn any_readable_file_in_the_state_directory_is_refused_when_the_store_opens() {
+    let s = setup(CONFIG);
+    PeerRegistry::open(&s.config)
+        .unwrap()
+        .add(&request("laptop"))
+        .unwrap();
+    // A key no router command reads (the peer's private key) is refused all the same.
+    let key = s.state.join("peers/laptop.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = PeerRegistry::open(&s.config).err().expect("refused");
+    assert!(err.is_usage());
+    // Files that hold no secret (`server install` keeps its lock there) are not refused.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(s.state.join("server.lock"), "").unwrap();
+    std::fs::set_permissions(
+        s.state.join("server.lock"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    PeerRegistry::open(&s.config).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = PeerRegistry::open(&s.config).err().expect("refused");
+    assert!(
+        err.to_string()
+            .contains(&format!("chmod 600 {}", key.display())),
+        "{err}"
+    );
 }

@@ -3,7 +3,7 @@
 
 // Each test binary uses a different subset of these.
 #[allow(unused_imports)]
-pub use sovereign_testkit::deployments::{peer, variants, with_peers};
+pub use sovereign_testkit::deployments::{now, peer, variants, with_peers};
 
 use sovereign_model::Deployment;
 use sovereign_wg::RouterSecrets;

@@ -31,6 +31,9 @@ struct Validation {
     valid: bool,
     active_peers: usize,
     warnings: Vec<sovereign_model::Warning>,
+    /// Problems of the state directory: orphaned or missing key files, peers
+    /// whose block was deleted by hand.
+    state: Vec<sovereign_wg::StoreFinding>,
 }
 
 pub fn run(context: &Context, args: ConfigArgs) -> anyhow::Result<Outcome> {
@@ -42,6 +45,7 @@ pub fn run(context: &Context, args: ConfigArgs) -> anyhow::Result<Outcome> {
                 valid: true,
                 active_peers: deployment.active_peers().count(),
                 warnings: sovereign_model::warnings(&deployment),
+                state: state_findings(context, &deployment)?,
             };
             if json {
                 print_json(&report)?;
@@ -52,6 +56,9 @@ pub fn run(context: &Context, args: ConfigArgs) -> anyhow::Result<Outcome> {
                 );
                 for warning in &report.warnings {
                     println!("warning: {}: {}", warning.field, warning.message);
+                }
+                for finding in &report.state {
+                    println!("warning: {}: {}", finding.path, finding.message);
                 }
             }
         }
@@ -64,4 +71,22 @@ pub fn run(context: &Context, args: ConfigArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// The state directory's findings; the same checks (file modes included) as every
+/// command that opens it, so a readable key fails here with the same message.
+fn state_findings(
+    context: &Context,
+    deployment: &sovereign_model::Deployment,
+) -> anyhow::Result<Vec<sovereign_wg::StoreFinding>> {
+    let store = sovereign_wg::KeyStore::open(context.state_dir()).map_err(store_error)?;
+    store.audit(deployment).map_err(store_error)
+}
+
+fn store_error(error: sovereign_wg::StoreError) -> anyhow::Error {
+    if error.is_usage() {
+        crate::context::usage(error.to_string())
+    } else {
+        anyhow::Error::new(error)
+    }
 }

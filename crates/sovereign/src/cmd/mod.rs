@@ -1,5 +1,6 @@
 //! One module per top-level subcommand. Each owns its clap arguments and its `run`.
 
+pub mod backup;
 pub mod check;
 pub mod client;
 pub mod config;

@@ -31,6 +31,38 @@ struct Plan<'a> {
     /// The static verifier's verdict on the rendered firewall.
     verifier: VerifierPlan,
     warnings: Vec<Warning>,
+    /// Active peers with an expiry, soonest first; expired ones are left out of the router.
+    expiries: Vec<PeerExpiry>,
+}
+
+#[derive(Debug, Serialize)]
+struct PeerExpiry {
+    peer: String,
+    expires: String,
+    expired: bool,
+    /// Whole days left (0 when less than a day, or expired).
+    days_left: u64,
+}
+
+fn expiries(d: &Deployment, now: std::time::SystemTime) -> Vec<PeerExpiry> {
+    let mut out: Vec<(std::time::SystemTime, PeerExpiry)> = d
+        .active_peers()
+        .filter_map(|p| {
+            let at = p.expires_at()?;
+            let left = at.duration_since(now).unwrap_or_default();
+            Some((
+                at,
+                PeerExpiry {
+                    peer: p.name.clone(),
+                    expires: p.expires.clone().unwrap_or_default(),
+                    expired: at <= now,
+                    days_left: left.as_secs() / 86_400,
+                },
+            ))
+        })
+        .collect();
+    out.sort_by_key(|(at, _)| *at);
+    out.into_iter().map(|(_, e)| e).collect()
 }
 
 /// What `router render` would write, without the file contents (they hold keys).
@@ -67,7 +99,9 @@ struct Layer {
 
 pub fn run(context: &Context, args: PlanArgs) -> anyhow::Result<Outcome> {
     let (deployment, source) = context.load_or_reference()?;
-    let (rendering, placeholder_keys) = render_router(context, &deployment)?;
+    let now = std::time::SystemTime::now();
+    // The router as it would be rendered now: expired peers left out.
+    let (rendering, placeholder_keys) = render_router(context, &deployment.as_of(now))?;
     let verifier = verify_rendered(&deployment)?;
     let plan = Plan {
         config: match &source {
@@ -95,6 +129,7 @@ pub fn run(context: &Context, args: PlanArgs) -> anyhow::Result<Outcome> {
         intent: sovereign_model::intent(&deployment),
         verifier,
         warnings: sovereign_model::warnings(&deployment),
+        expiries: expiries(&deployment, now),
     };
     if args.json {
         print_json(&plan)?;
@@ -121,6 +156,22 @@ pub fn run(context: &Context, args: PlanArgs) -> anyhow::Result<Outcome> {
         matrix_table(&plan.intent)
     );
     print_verifier(&plan.verifier, &deployment);
+    if !plan.expiries.is_empty() {
+        println!("Peer expiries");
+        for e in &plan.expiries {
+            if e.expired {
+                println!(
+                    "  {}: EXPIRED at {}; left out of the router config (`sovereign peer extend {}` brings it back)",
+                    e.peer, e.expires, e.peer
+                );
+            } else {
+                println!(
+                    "  {}: expires {} (in {} days)",
+                    e.peer, e.expires, e.days_left
+                );
+            }
+        }
+    }
     if !plan.warnings.is_empty() {
         println!("Warnings");
         for warning in &plan.warnings {

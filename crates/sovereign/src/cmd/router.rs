@@ -143,9 +143,12 @@ fn rekey(context: &Context, args: RekeyArgs) -> anyhow::Result<Outcome> {
 pub(crate) fn read_deployment_and_router_secrets(
     context: &Context,
 ) -> anyhow::Result<(sovereign_model::Deployment, RouterSecrets)> {
-    PeerRegistry::open(context.config_path())
+    let (d, secrets) = PeerRegistry::open(context.config_path())
         .and_then(|registry| registry.deployment_and_router_secrets())
-        .map_err(registry_error)
+        .map_err(registry_error)?;
+    // The router sees the deployment as of now: expired peers are left out (and
+    // `router audit` reports them if the router still has them).
+    Ok((d.as_of(std::time::SystemTime::now()), secrets))
 }
 
 #[derive(Serialize)]

@@ -226,7 +226,8 @@ fn rendered_config(
         }
         let deployment = context.load()?;
         let secrets = store.router_secrets(&deployment)?;
-        (deployment, secrets)
+        // As `router render` sees it: expired peers are not expected on the router.
+        (deployment.as_of(std::time::SystemTime::now()), secrets)
     };
     let deployment = &deployment;
     let target = deployment.router.target;
