@@ -160,9 +160,11 @@ fn sources_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("SOVEREIGN_THIRDPARTY") {
         return Some(PathBuf::from(dir));
     }
+    // Beside the checkout (../shared/thirdparty), or where this workplace keeps it.
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .map(|dir| dir.join("shared/thirdparty"))
+        .chain([PathBuf::from("/work/shared/thirdparty")])
         .find(|dir| dir.join(format!("{UCI}.tar.gz")).is_file())
 }
 
