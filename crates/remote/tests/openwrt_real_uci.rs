@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::FakeRouter;
+use common::{FakeRouter, lost, options};
 use sovereign_model::{Deployment, Isolation, RouterTarget};
 use sovereign_remote::{ApplyError, ApplyOptions, OpenwrtConfig, RouterConfig, apply};
 use sovereign_router::openwrt_wire::WIRE_SCRIPT;
@@ -139,20 +139,6 @@ fn config_of(d: &Deployment) -> RouterConfig {
         sysctl_conf: file("etc/sysctl.d/90-sovereign.conf"),
         wire_script: file(WIRE_SCRIPT).unwrap(),
     })
-}
-
-fn options() -> ApplyOptions {
-    ApplyOptions {
-        confirm_timeout_secs: 600,
-        ..ApplyOptions::default()
-    }
-}
-
-fn lost() -> ApplyOptions {
-    ApplyOptions {
-        simulate_lost_connection: true,
-        ..options()
-    }
 }
 
 fn assert_wired(router: &Router, port: &str) {

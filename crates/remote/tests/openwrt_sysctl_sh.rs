@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::FakeRouter;
-use sovereign_remote::{ApplyError, ApplyOptions, OpenwrtConfig, RouterConfig, apply};
+use common::{FakeRouter, lost, options};
+use sovereign_remote::{ApplyError, OpenwrtConfig, RouterConfig, apply};
 
 const LAN4: &str = "net.ipv4.conf.lan4.proxy_arp";
 const LAN3: &str = "net.ipv4.conf.lan3.proxy_arp";
@@ -38,21 +38,6 @@ fn dedicated() -> RouterConfig {
 
 fn shared() -> RouterConfig {
     config(None)
-}
-
-/// Long enough never to fire during a test: rollbacks are fired by hand.
-fn options() -> ApplyOptions {
-    ApplyOptions {
-        confirm_timeout_secs: 600,
-        ..ApplyOptions::default()
-    }
-}
-
-fn lost() -> ApplyOptions {
-    ApplyOptions {
-        simulate_lost_connection: true,
-        ..options()
-    }
 }
 
 /// A stock router: proxy ARP off everywhere, no sovereign sysctl file.

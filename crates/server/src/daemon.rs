@@ -103,7 +103,7 @@ impl<'a> SystemLaunchd<'a> {
     }
 
     pub fn state(&self) -> Result<ServiceState, Error> {
-        let mut state = ServiceState {
+        let state = ServiceState {
             manager: "launchd".into(),
             name: LAUNCHD_LABEL.into(),
             domain: "daemon".into(),
@@ -114,17 +114,10 @@ impl<'a> SystemLaunchd<'a> {
             state: "not loaded".into(),
             ..ServiceState::default()
         };
-        let Some(job) = self.job()? else {
-            return Ok(state);
-        };
-        state.loaded = true;
-        state.running = job.state == "running" && job.pid.is_some();
-        state.pid = job.pid;
-        state.restarts = job.runs.map(|runs| runs.saturating_sub(1));
-        state.last_exit_code = job.last_exit_code;
-        state.state = job.state;
-        state.environment = job.environment;
-        Ok(state)
+        Ok(match self.job()? {
+            Some(job) => state.loaded_launchd_job(job),
+            None => state,
+        })
     }
 
     pub fn listeners(&self, port: u16) -> Result<Vec<Listener>, Error> {

@@ -86,7 +86,7 @@ impl<'a> Launchd<'a> {
 
     pub fn state(&self) -> Result<ServiceState, Error> {
         let installed = self.fs.exists(&self.paths.plist);
-        let mut state = ServiceState {
+        let state = ServiceState {
             manager: "launchd".into(),
             domain: "agent".into(),
             runs_without_login: false,
@@ -96,17 +96,10 @@ impl<'a> Launchd<'a> {
             state: "not loaded".into(),
             ..ServiceState::default()
         };
-        let Some(job) = self.job(LAUNCHD_LABEL)? else {
-            return Ok(state);
-        };
-        state.loaded = true;
-        state.running = job.state == "running" && job.pid.is_some();
-        state.pid = job.pid;
-        state.restarts = job.runs.map(|runs| runs.saturating_sub(1));
-        state.last_exit_code = job.last_exit_code;
-        state.state = job.state;
-        state.environment = job.environment;
-        Ok(state)
+        Ok(match self.job(LAUNCHD_LABEL)? {
+            Some(job) => state.loaded_launchd_job(job),
+            None => state,
+        })
     }
 
     /// Listening sockets on `port`; `lsof` exits 1 when there are none.

@@ -43,6 +43,20 @@ pub struct ServiceState {
     pub environment: BTreeMap<String, String>,
 }
 
+impl ServiceState {
+    /// What launchd says about a loaded job (agent or daemon alike).
+    pub(crate) fn loaded_launchd_job(mut self, job: crate::parse::LaunchdJob) -> Self {
+        self.loaded = true;
+        self.running = job.state == "running" && job.pid.is_some();
+        self.pid = job.pid;
+        self.restarts = job.runs.map(|runs| runs.saturating_sub(1));
+        self.last_exit_code = job.last_exit_code;
+        self.state = job.state;
+        self.environment = job.environment;
+        self
+    }
+}
+
 /// Something on this machine that competes with our service, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conflict {

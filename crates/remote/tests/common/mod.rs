@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use sovereign_remote::{OPENWRT_SYSCTL_FILE, Output, Transport, TransportError};
+use sovereign_remote::{ApplyOptions, OPENWRT_SYSCTL_FILE, Output, Transport, TransportError};
 
 pub const FAKE_TOOLS: &[(&str, &str)] = &[
     (
@@ -208,5 +208,21 @@ impl Drop for FakeRouter {
             "for f in /tmp/sovereign-apply.*/timer.pid; do [ -f \"$f\" ] && kill -TERM -\"$(cat \"$f\")\"; done; true",
             &[],
         );
+    }
+}
+
+/// Long enough never to fire during a test: rollbacks are fired by hand.
+pub fn options() -> ApplyOptions {
+    ApplyOptions {
+        confirm_timeout_secs: 600,
+        ..ApplyOptions::default()
+    }
+}
+
+/// As if the fresh ssh session never arrived: the rollback stays armed.
+pub fn lost() -> ApplyOptions {
+    ApplyOptions {
+        simulate_lost_connection: true,
+        ..options()
     }
 }
