@@ -977,3 +977,29 @@ fn every_man_page_named_is_written() {
     let overview = sovereign(dir.path(), &["man"]);
     assert!(stdout(&overview).contains("sovereign\\-init(1)"));
 }
+
+/// `-v` logs the steps of render, verify and plan to stderr (and never a key).
+#[test]
+fn verbose_logs_the_steps_of_render_verify_and_plan() {
+    let dir = config_with(|text| text);
+    for (args, needle) in [
+        (
+            &["-v", "router", "render"][..],
+            "rendered sovereign.uci for openwrt",
+        ),
+        (
+            &["-v", "verify", "--rendered"],
+            "verified rendered sovereign.uci",
+        ),
+        (&["-v", "plan"], "rendered"),
+    ] {
+        let output = sovereign(dir.path(), args);
+        let err = stderr(&output);
+        assert!(err.contains("INFO"), "{args:?}: no log in\n{err}");
+        assert!(err.contains(needle), "{args:?}: `{needle}` not in\n{err}");
+        assert!(
+            !err.contains("PrivateKey") && !err.contains("private_key"),
+            "{err}"
+        );
+    }
+}

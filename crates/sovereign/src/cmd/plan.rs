@@ -102,7 +102,18 @@ pub fn run(context: &Context, args: PlanArgs) -> anyhow::Result<Outcome> {
     let now = std::time::SystemTime::now();
     // The router as it would be rendered now: expired peers left out.
     let (rendering, placeholder_keys) = render_router(context, &deployment.as_of(now))?;
+    tracing::info!(
+        "rendered {} router files for {}{}",
+        rendering.files.len(),
+        rendering.target,
+        if placeholder_keys {
+            " (placeholder keys: no state directory yet)"
+        } else {
+            ""
+        }
+    );
     let verifier = verify_rendered(&deployment)?;
+    tracing::info!("verified the rendered firewall against the intent");
     let plan = Plan {
         config: match &source {
             ConfigSource::File(path) => Some(path.display().to_string()),

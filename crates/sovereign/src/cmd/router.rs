@@ -88,8 +88,21 @@ fn render_command(context: &Context, args: RenderArgs) -> anyhow::Result<Outcome
         Some(TargetArg::Linux) => RouterTarget::Linux,
         None => d.router.target,
     };
+    tracing::info!(
+        "read {} ({} peers) and the router's keys",
+        context.config_path().display(),
+        d.peers.len()
+    );
     let rendering = render(&d, &secrets, target)
         .map_err(|e| usage(format!("{}: {e}", context.config_path().display())))?;
+    for file in &rendering.files {
+        tracing::info!(
+            "rendered {} for {target}: {} bytes{}",
+            file.path,
+            file.contents.len(),
+            if file.secret { ", holds keys" } else { "" }
+        );
+    }
     match &args.out {
         Some(dir) => {
             let written = write_files(dir, &rendering)?;

@@ -70,6 +70,17 @@ pub fn run(context: &Context, args: VerifyArgs) -> anyhow::Result<Outcome> {
         crate::cmd::init::write_atomically(path, &html)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    let s = &report.summary;
+    tracing::info!(
+        "verified {}: {} cells, {} hold, {} violated, {} unknown, {} unenforceable; {} lint errors",
+        report.input,
+        s.cells,
+        s.holding,
+        s.violated,
+        s.unknown,
+        s.unenforceable,
+        s.errors
+    );
     print(&report, args.json)?;
     Ok(Outcome::from_passed(report.holds()))
 }
