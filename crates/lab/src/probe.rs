@@ -747,6 +747,143 @@ pub fn render_text(report: &ProbeReport) -> String {
     out
 }
 
+/// The report in at most [`COMPACT_WIDTH`] columns, for the demo: the destination
+/// without the probe's notes, expectation and observation in one column, and the
+/// control run as one line per vantage point unless something in it failed.
+pub const COMPACT_WIDTH: usize = 100;
+
+pub fn render_compact(report: &ProbeReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "lab {}: reachability matrix (isolation: {})",
+        report.lab, report.isolation
+    );
+    let mut rows = vec![[
+        "from".to_string(),
+        "to".to_string(),
+        "destination".to_string(),
+        "expected: seen".to_string(),
+        "verifier".to_string(),
+    ]];
+    for r in &report.enforced {
+        rows.push(compact_row(r, &r.spec.expect.to_string()));
+    }
+    out.push_str(&aligned(&rows));
+    for n in &report.not_probed {
+        let _ = writeln!(
+            out,
+            "  not probed: {} -> {}: {}",
+            n.source.label(),
+            n.destination.label(),
+            n.reason
+        );
+    }
+    if !report.control.is_empty() {
+        let failed: Vec<&ProbeResult> = report
+            .control
+            .iter()
+            .filter(|r| r.verdict != Verdict::Pass)
+            .collect();
+        // (vantage point, open, probes), in the order the probes ran.
+        let mut vantage: Vec<(String, usize, usize)> = Vec::new();
+        for r in &report.control {
+            let i = match vantage.iter().position(|(v, _, _)| *v == r.spec.from) {
+                Some(i) => i,
+                None => {
+                    vantage.push((r.spec.from.clone(), 0, 0));
+                    vantage.len() - 1
+                }
+            };
+            vantage[i].2 += 1;
+            if r.verdict == Verdict::Pass {
+                vantage[i].1 += 1;
+            }
+        }
+        let counts: Vec<String> = vantage
+            .iter()
+            .map(|(v, open, all)| format!("{v} {open}/{all}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\ncontrol run, firewall flushed (every probe must open): {}",
+            counts.join(", ")
+        );
+        if !failed.is_empty() {
+            let mut rows = vec![rows[0].clone()];
+            rows.extend(failed.iter().map(|r| compact_row(r, "open")));
+            out.push_str(&aligned(&rows));
+        }
+    }
+    let s = &report.summary;
+    let _ = writeln!(
+        out,
+        "\n{} probes, {} as intended, {} mismatches, {} leaks; control: {} of {} open",
+        s.probes, s.passed, s.failed, s.leaks, s.control_open, s.control_probes
+    );
+    let _ = match &s.verifier_error {
+        Some(e) => writeln!(out, "static verifier: not judged: {e}"),
+        None => writeln!(
+            out,
+            "static verifier agrees on {}/{} probes (the router's ruleset, read back)",
+            s.verifier_agree, s.verifier_probes
+        ),
+    };
+    out
+}
+
+fn compact_row(r: &ProbeResult, expect: &str) -> [String; 5] {
+    // "10.10.10.2 -> 192.168.250.20:11434/tcp (notes)" -> "192.168.250.20:11434/tcp"
+    let destination = r
+        .probe
+        .split(" -> ")
+        .nth(1)
+        .unwrap_or(&r.probe)
+        .split(" (")
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let seen = r.observed.label();
+    let seen = seen.split(" (").next().unwrap_or("");
+    let result = match r.verdict {
+        Verdict::Pass => "ok",
+        Verdict::Fail => "MISMATCH",
+        Verdict::Leak => "LEAK",
+    };
+    let verifier = match &r.verifier {
+        Some(v) if v.prediction.agrees_with(&r.observed) => v.prediction.label(),
+        Some(v) => format!("{} DISAGREES", v.prediction.label()),
+        None => String::new(),
+    };
+    let from = r.spec.source.label().replace(" (WAN)", "");
+    [
+        format!("{from} [{}]", r.spec.from),
+        r.spec.destination.label().to_string(),
+        destination,
+        format!("{expect}: {seen} {result}"),
+        verifier,
+    ]
+}
+
+fn aligned(rows: &[[String; 5]]) -> String {
+    let mut widths = [0usize; 5];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut text = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(text, "  {}", line.join("  ").trim_end());
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,7 +48,12 @@ pub fn run(context: &Context, args: DemoArgs) -> anyhow::Result<Outcome> {
         "2. Probing every cell of the intended reachability matrix, then a control run without the firewall.\n"
     );
     let report = probe::probe(&lab, true)?;
-    print!("{}", probe::render_text(&report));
+    print!("{}", probe::render_compact(&report));
+    println!(
+        "(`sovereign plan` judges every cell statically, IPv6 included; the lab probes the IPv4 cells\n \
+         once per vantage point, so the VPN cells count once per client. `sovereign lab probe` shows\n \
+         each probe in full.)"
+    );
 
     println!(
         "\n3. One API call through the tunnel: an OpenAI-style chat completion from VPN client v1.\n"
@@ -70,7 +75,9 @@ pub fn run(context: &Context, args: DemoArgs) -> anyhow::Result<Outcome> {
     println!(
         "\n{}",
         if passed {
-            "Demo passed: the perimeter does exactly what the intent says, and the API answers through the tunnel."
+            "Demo passed: the perimeter does exactly what the intent says, and the API answers through\n\
+             the tunnel. Next: `sovereign init --endpoint vpn.example.com:51820` writes your own\n\
+             sovereign.toml, and `sovereign plan` shows what it turns into."
         } else {
             "Demo FAILED: see the mismatches above."
         }
@@ -89,7 +96,7 @@ fn api_call(lab: &Lab) -> anyhow::Result<String> {
     let tunnel = client.tunnel.as_ref().context("the client has no tunnel")?;
     let body = serde_json::json!({
         "model": "toy",
-        "messages": [{"role": "user", "content": "Hello from the VPN. Who are you?"}],
+        "messages": [{"role": "user", "content": "Hello from the VPN."}],
     })
     .to_string();
     let request_body = body.clone();
@@ -123,13 +130,29 @@ fn api_call(lab: &Lab) -> anyhow::Result<String> {
             )
         })?;
     Ok(format!(
-        "   from {} (tunnel {} via {}):\n   $ curl http://{target}/v1/chat/completions -d '{body}'\n   HTTP {} model {}: {reply}",
+        "   from {} (tunnel {} via {}):\n   $ curl http://{target}/v1/chat/completions \\\n       -d '{body}'\n   HTTP {}, model {}:\n{}",
         client.key,
         tunnel.address,
         tunnel.interface,
         response.status,
         value["model"].as_str().unwrap_or("?"),
+        wrap(reply, "   ", probe::COMPACT_WIDTH),
     ))
+}
+
+/// `text` in lines of at most `width` columns, each starting with `indent`.
+fn wrap(text: &str, indent: &str, width: usize) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.len() + 1 + word.len() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(format!("{indent}{word}")),
+        }
+    }
+    lines.join("\n")
 }
 
 /// Install what is missing when root, else say exactly what is missing.

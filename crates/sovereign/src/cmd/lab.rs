@@ -246,7 +246,7 @@ fn name_flag(args: &NameArgs) -> String {
 pub fn print_up(lab: &Lab) {
     let t = &lab.state().setup;
     println!(
-        "lab {} is up in {:.3} s (namespaces and links {:.3} s, WireGuard {:.3} s, router {:.3} s, listeners {:.3} s, first API answer through every tunnel {:.3} s)",
+        "lab {} is up in {:.3} s: namespaces and links {:.3} s, WireGuard {:.3} s, router {:.3} s,\n  listeners {:.3} s, first API answer through every tunnel {:.3} s",
         lab.name(),
         t.total_ms as f64 / 1000.0,
         t.wiring_ms as f64 / 1000.0,
@@ -259,12 +259,17 @@ pub fn print_up(lab: &Lab) {
         ApiServer::Emulator => "Ollama API emulator (test double)".to_string(),
         ApiServer::Ollama { program } => format!("{} serve", program.display()),
     };
-    println!("AI server API: {api}\n");
+    println!("AI server API: {api}");
+    println!(
+        "each node runs in the network namespace {}-NODE (`sovereign lab exec NODE -- CMD`)\n",
+        lab.name()
+    );
     println!("{}", nodes_table(lab).render());
 }
 
 fn nodes_table(lab: &Lab) -> Table {
-    let mut table = Table::new(["node", "role", "namespace", "address", "tunnel", "listens"]);
+    // The namespace is `<lab>-<node>` (print_up says so), which keeps this in 100 columns.
+    let mut table = Table::new(["node", "role", "address", "tunnel", "listens"]);
     for node in &lab.topology().nodes {
         let tunnel = node
             .tunnel
@@ -282,7 +287,6 @@ fn nodes_table(lab: &Lab) -> Table {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
-            node.netns.clone(),
             node.address.to_string(),
             tunnel,
             listens.join(" "),
