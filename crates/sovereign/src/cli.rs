@@ -81,6 +81,9 @@ pub enum Command {
     /// Bring the lab up, show the matrix and an API call through the tunnel, tear down.
     Demo(cmd::demo::DemoArgs),
     /// Print shell completions.
+    #[command(
+        after_help = "Examples:\n  sovereign completions bash > /etc/bash_completion.d/sovereign\n  sovereign completions zsh > \"${fpath[1]}/_sovereign\"\n  sovereign completions fish > ~/.config/fish/completions/sovereign.fish"
+    )]
     Completions(cmd::docs::CompletionsArgs),
     /// Print the man page (roff), or write one page per command with --out DIR.
     Man(cmd::docs::ManArgs),
@@ -110,5 +113,34 @@ mod tests {
         let mut missing = Vec::new();
         walk(&super::Cli::command(), "sovereign", &mut missing);
         assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
+
+    /// Every command that runs something shows an example in its --help.
+    #[test]
+    fn every_command_has_an_example() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let subs: Vec<&clap::Command> = command
+                .get_subcommands()
+                .filter(|s| !s.is_hide_set())
+                .collect();
+            if subs.is_empty() {
+                let help = command
+                    .get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                if !help.contains("Example") {
+                    missing.push(path.to_string());
+                }
+            }
+            for sub in subs {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "sovereign", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "commands without an example: {missing:#?}"
+        );
     }
 }

@@ -38,8 +38,14 @@ pub struct ClientArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum ClientCommand {
     /// Install the tunnel, the env file, the profile block and the selected tools' configs.
+    #[command(
+        after_help = "Examples:\n  sovereign client setup --bundle laptop.peer.json --tools claude-code,codex\n  sovereign client setup --bundle laptop.peer.json --dry-run"
+    )]
     Setup(SetupArgs),
     /// Tunnel up? Last handshake? Server reachable? Exit 1 when the server does not answer.
+    #[command(
+        after_help = "Examples:\n  sovereign client status\n  sovereign client status --json | jq .server.reachable"
+    )]
     Status {
         /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
         #[arg(long)]
@@ -48,11 +54,14 @@ pub enum ClientCommand {
         roots: Roots,
     },
     /// Run `sovereign check` against the server through the tunnel.
+    #[command(after_help = "Examples:\n  sovereign client test\n  sovereign client test --json")]
     Test(TestArgs),
     /// Remove exactly what setup added (per its manifest) and restore the profiles.
+    #[command(
+        after_help = "Examples:\n  sovereign client uninstall --dry-run\n  sovereign client uninstall"
+    )]
     Uninstall {
         /// Show what would be removed or restored; change nothing.
-        /// Show what would be removed; change nothing.
         #[arg(long)]
         dry_run: bool,
         /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).

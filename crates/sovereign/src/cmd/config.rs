@@ -12,12 +12,18 @@ pub struct ConfigArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum ConfigCommand {
     /// Check the file; errors name the file, line and field. Exit 2 when invalid.
+    #[command(
+        after_help = "Examples:\n  sovereign config validate\n  sovereign config validate --json | jq .ok   # false, with errors[], when invalid"
+    )]
     Validate {
         /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
         #[arg(long)]
         json: bool,
     },
     /// Print the effective configuration, defaults included.
+    #[command(
+        after_help = "Examples:\n  sovereign config show\n  sovereign config show --json | jq .server"
+    )]
     Show {
         /// Print the result as JSON on stdout (a failure as {"ok": false, "errors": [...]}).
         #[arg(long)]

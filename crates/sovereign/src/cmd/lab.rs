@@ -30,16 +30,32 @@ pub struct LabArgs {
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Build the lab: namespaces, the rendered router, WireGuard, listeners, the API server.
+    #[command(
+        after_help = "Examples:\n  sudo sovereign lab up\n  sudo sovereign lab up --isolation shared --name t1"
+    )]
     Up(UpArgs),
     /// Remove the lab: its processes, namespaces and WireGuard sockets (also after a crash).
+    #[command(
+        after_help = "Examples:\n  sudo sovereign lab down\n  sudo sovereign lab down --name t1"
+    )]
     Down(NameArgs),
     /// Show the lab's nodes, processes and tunnels.
+    #[command(
+        after_help = "Examples:\n  sudo sovereign lab status\n  sudo sovereign lab status --json"
+    )]
     Status(StatusArgs),
     /// Measure the reachability matrix against the intent, plus a flushed-ruleset control run.
+    #[command(
+        after_help = "Examples:\n  sudo sovereign lab probe\n  sudo sovereign lab probe --json | jq .summary"
+    )]
     Probe(ProbeArgs),
     /// Benchmark the API through the tunnel against the direct path (reports, never fails).
+    #[command(after_help = "Examples:\n  sudo sovereign lab bench")]
     Bench(BenchArgs),
     /// Run a command inside one node's namespace.
+    #[command(
+        after_help = "Examples:\n  sudo sovereign lab exec v1 -- ip -4 addr\n  sudo sovereign lab exec srv -- ss -ltn"
+    )]
     Exec(ExecArgs),
     /// Internal: run a node's listeners (started by `lab up` inside a namespace).
     #[command(name = "_serve", hide = true)]

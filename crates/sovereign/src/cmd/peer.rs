@@ -107,6 +107,7 @@ pub enum PeerCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct ExtendArgs {
+    /// The peer's name, as `peer list` shows it.
     pub name: String,
     /// A date (2027-01-31: the end of that day, UTC), an RFC 3339 time, a duration (30d, 2w), or `never`.
     #[arg(long, value_name = "DATE|DURATION")]
@@ -118,7 +119,9 @@ pub struct ExtendArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RenameArgs {
+    /// The peer's current name.
     pub old: String,
+    /// Its new name (1-32 letters, digits, '-', '_' or '.'; not in use, not retired).
     pub new: String,
     /// The result as JSON.
     #[arg(long)]
@@ -127,6 +130,7 @@ pub struct RenameArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct NameArgs {
+    /// The peer's name, as `peer list` shows it.
     pub name: String,
     /// The result as JSON.
     #[arg(long)]
@@ -135,6 +139,7 @@ pub struct NameArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ConfirmArgs {
+    /// The peer's name, as `peer list` shows it.
     pub name: String,
     /// Do not ask (required when stdin is not a terminal).
     #[arg(long)]

@@ -28,14 +28,29 @@ pub struct RouterArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum RouterCommand {
     /// Render the router's configuration files from sovereign.toml and the state directory.
+    #[command(
+        after_help = "Examples:\n  sovereign router render                      # print every file, keys hidden\n  sovereign router render --out router/        # write them (0600 for key files)\n  sovereign router render --target linux --json"
+    )]
     Render(RenderArgs),
     /// Upload, validate and apply the rendered configuration over ssh, with automatic rollback.
+    #[command(
+        after_help = "Examples:\n  sovereign router apply --ssh root@192.168.250.1 --dry-run   # the diff, nothing changed\n  sovereign router apply --ssh root@192.168.250.1"
+    )]
     Apply(remote::ApplyArgs),
     /// Report drift between the live router and sovereign.toml, and verify its live ruleset.
+    #[command(
+        after_help = "Examples:\n  sovereign router audit --ssh root@192.168.250.1\n  sovereign router audit --ssh root@192.168.250.1 --json | jq .drift"
+    )]
     Audit(remote::AuditArgs),
     /// Show each peer's last handshake and traffic, and the API and WireGuard rule counters.
+    #[command(
+        after_help = "Examples:\n  sovereign router status --ssh root@192.168.250.1\n  sovereign router status --ssh openwrt --json   # a host from ~/.ssh/config"
+    )]
     Status(remote::StatusArgs),
     /// Replace the router's WireGuard key pair (after a loss or a compromise); every peer needs its new config.
+    #[command(
+        after_help = "Examples:\n  sovereign router rekey          # explains what it would do\n  sovereign router rekey --yes    # then: router apply, and peer export for each peer"
+    )]
     Rekey(RekeyArgs),
 }
 

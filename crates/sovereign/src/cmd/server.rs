@@ -47,24 +47,46 @@ pub struct ServerArgs {
 pub enum ServerCommand {
     /// Print (or write to --out) the launchd plist (and, for a daemon, its newsyslog
     /// rule) or the systemd unit and drop-in.
+    #[command(
+        after_help = "Examples:\n  sovereign server render\n  sovereign server render --out server/"
+    )]
     Render(RenderArgs),
     /// Install and start the service on this machine (checks for conflicts first).
+    #[command(
+        after_help = "Examples:\n  sovereign server install --dry-run\n  sovereign server install\n  sudo sovereign server install --create-account --power   # server.service = \"daemon\""
+    )]
     Install(InstallArgs),
     /// Remove exactly what install created; models and logs stay.
+    #[command(
+        after_help = "Examples:\n  sovereign server uninstall --dry-run\n  sovereign server uninstall"
+    )]
     Uninstall(DryRunArgs),
     /// Compare what runs (service, listening sockets, API) with the deployment.
+    #[command(
+        after_help = "Examples:\n  sovereign server status\n  sovereign server status --json | jq .service"
+    )]
     Status(StatusArgs),
     /// Start the service.
+    #[command(after_help = "Examples:\n  sovereign server start")]
     Start(DryRunArgs),
     /// Stop the service (it starts again at the next login or boot).
+    #[command(after_help = "Examples:\n  sovereign server stop")]
     Stop(DryRunArgs),
     /// Restart the service.
+    #[command(after_help = "Examples:\n  sovereign server restart")]
     Restart(DryRunArgs),
     /// Show the service's log.
+    #[command(after_help = "Examples:\n  sovereign server logs\n  sovereign server logs --follow")]
     Logs(LogsArgs),
     /// Pull models and load them so they stay resident.
+    #[command(
+        after_help = "Examples:\n  sovereign server warm qwen3-coder:30b\n  sovereign server warm qwen3-coder:30b --json"
+    )]
     Warm(WarmArgs),
     /// Pin the server's LAN address (macOS: networksetup; Linux: printed advice).
+    #[command(
+        after_help = "Examples:\n  sovereign server static-ip --dry-run\n  sovereign server static-ip"
+    )]
     StaticIp(StaticIpArgs),
 }
 
