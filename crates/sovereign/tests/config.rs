@@ -1003,3 +1003,43 @@ fn verbose_logs_the_steps_of_render_verify_and_plan() {
         );
     }
 }
+
+/// The HTML report tells open from closed at a glance (different classes and
+/// colours for "allow ok" and "deny ok"), and records when, by which version and
+/// from which input (its SHA-256) it was made.
+#[test]
+fn the_html_report_separates_open_from_closed_and_records_its_provenance() {
+    use sha2::Digest as _;
+    let dir = config_with(|text| text);
+    let out = sovereign(
+        dir.path(),
+        &["verify", "--rendered", "--html", "report.html"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        html.contains("<td class=\"open\""),
+        "allowed cells are marked open"
+    );
+    assert!(
+        html.contains("<td class=\"ok\""),
+        "denied cells keep their own class"
+    );
+    assert!(html.contains(".matrix td.open{background:#dce8fb}"));
+    assert!(html.contains(".matrix td.ok{background:#e3f6e7}"));
+    let version = format!(
+        "<meta name=\"sovereign-version\" content=\"{}\">",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(html.contains(&version), "{version}");
+    assert!(html.contains("<meta name=\"generated\" content=\"20"));
+    let toml = std::fs::read(dir.path().join("sovereign.toml")).unwrap();
+    let sha: String = sha2::Sha256::digest(&toml)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        html.contains(&format!("(sha256 {sha})")),
+        "the input's hash is recorded"
+    );
+}

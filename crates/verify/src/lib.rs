@@ -25,7 +25,7 @@ pub use compile::Program;
 pub use eval::{Fate, RouteTarget, Routes};
 pub use interval::IntervalSet;
 pub use nft::Ruleset;
-pub use render::{render_html, render_table};
+pub use render::{Provenance, render_html, render_html_with, render_table};
 pub use report::{
     CellResult, CellVerdict, IpFamily, Lint, Report, Severity, Status, Summary, TraceStep, Witness,
     WitnessPacket,

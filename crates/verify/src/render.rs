@@ -7,6 +7,7 @@ use sovereign_model::{Deployment, Destination, Expect, Isolation, Source};
 use crate::report::*;
 
 const GREEN: &str = "\x1b[32m";
+const CYAN: &str = "\x1b[36m";
 const RED: &str = "\x1b[1;31m";
 const YELLOW: &str = "\x1b[33m";
 const DIM: &str = "\x1b[2m";
@@ -35,6 +36,8 @@ fn cell_text(c: &CellResult) -> (String, &'static str) {
     };
     match c.verdict {
         CellVerdict::Holds if c.status == Status::NotRouted => ("L2 ok".into(), "ok"),
+        // What is open stands out from what is closed, both as intended.
+        CellVerdict::Holds if c.expect == Expect::Allow => (format!("{expect} ok"), "open"),
         CellVerdict::Holds => (format!("{expect} ok"), "ok"),
         CellVerdict::Unenforceable => ("L2 !".into(), "warn"),
         CellVerdict::Unknown => ("unknown ?".into(), "warn"),
@@ -58,6 +61,7 @@ pub fn render_table(report: &Report, color: bool) -> String {
         }
         let code = match class {
             "ok" => GREEN,
+            "open" => CYAN,
             "bad" => RED,
             "warn" => YELLOW,
             "dim" => DIM,
@@ -223,14 +227,35 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Where a report came from, for the page an audit keeps: when, by which sovereign,
+/// from which inputs (with their SHA-256). The caller supplies it, so rendering
+/// stays pure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// RFC 3339, UTC.
+    pub generated: String,
+    pub version: String,
+    /// (file, its SHA-256 in hex); empty for a built-in deployment.
+    pub inputs: Vec<(String, String)>,
+}
+
 /// A self-contained page: inline CSS, an inline SVG of the topology, the matrix and
 /// every cell's traces. No external assets.
 pub fn render_html(report: &Report, d: &Deployment) -> String {
+    render_html_with(report, d, &Provenance::default())
+}
+
+/// [`render_html`] with the report's provenance in the page (shown and in `<meta>`).
+pub fn render_html_with(report: &Report, d: &Deployment, provenance: &Provenance) -> String {
     let mut h = String::new();
     let s = &report.summary;
     let _ = write!(
         h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>sovereign verify</title>\n<style>\n{CSS}</style></head><body>\n"
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>sovereign verify</title>\n\
+         <meta name=\"sovereign-version\" content=\"{}\"><meta name=\"generated\" content=\"{}\">\n\
+         <style>\n{CSS}</style></head><body>\n",
+        esc(&provenance.version),
+        esc(&provenance.generated)
     );
     let _ = writeln!(
         h,
@@ -250,6 +275,24 @@ pub fn render_html(report: &Report, d: &Deployment) -> String {
         s.warnings,
         esc(&report.input)
     );
+    if !provenance.generated.is_empty() {
+        let inputs: Vec<String> = provenance
+            .inputs
+            .iter()
+            .map(|(file, sha)| format!("<code>{}</code> (sha256 {})", esc(file), esc(sha)))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<p class=\"meta\">Generated {} by sovereign {}; input: {}.</p>",
+            esc(&provenance.generated),
+            esc(&provenance.version),
+            if inputs.is_empty() {
+                "the built-in reference deployment".to_string()
+            } else {
+                inputs.join(", ")
+            }
+        );
+    }
     h.push_str(&topology_svg(report, d));
     h.push_str(
         "<h2>Reachability matrix (IPv4)</h2>\n<table class=\"matrix\"><tr><th>from \\ to</th>",
@@ -280,7 +323,7 @@ pub fn render_html(report: &Report, d: &Deployment) -> String {
         }
         h.push_str("</tr>\n");
     }
-    h.push_str("</table>\n<p class=\"legend\"><span class=\"ok\">ok</span> as intended &middot; <span class=\"bad\">x</span> violated &middot; <span class=\"warn\">?</span> unknown / <span class=\"warn\">L2 !</span> unenforceable on a shared L2 segment</p>\n");
+    h.push_str("</table>\n<p class=\"legend\"><span class=\"open\">allow ok</span> open as intended &middot; <span class=\"ok\">deny ok</span> closed as intended &middot; <span class=\"bad\">x</span> violated &middot; <span class=\"warn\">?</span> unknown / <span class=\"warn\">L2 !</span> unenforceable on a shared L2 segment</p>\n");
 
     if !report.lints.is_empty() {
         h.push_str("<h2>Lints</h2><ul class=\"lints\">\n");
@@ -451,6 +494,8 @@ table.matrix{border-collapse:collapse;margin:1em 0}\n\
 .matrix th,.matrix td{border:1px solid #ccc;padding:.35em .6em;text-align:center;font-size:.9em}\n\
 .matrix td a{color:inherit;text-decoration:none}\n\
 .ok{color:#176f2c}.matrix td.ok{background:#e3f6e7}\n\
+.open{color:#174ea6;font-weight:bold}.matrix td.open{background:#dce8fb}\n\
+.meta{color:#555;font-size:.85em}\n\
 .bad{color:#b00020;font-weight:bold}.matrix td.bad{background:#fde2e4}\n\
 .warn{color:#8a6100}.matrix td.warn{background:#fff4d6}\n\
 .na{color:#999}\n\

@@ -66,7 +66,8 @@ pub fn run(context: &Context, args: VerifyArgs) -> anyhow::Result<Outcome> {
         sovereign_verify::verify_rendered(&deployment, target).map_err(|e| usage(e.to_string()))?
     };
     if let Some(path) = &args.html {
-        let html = sovereign_verify::render_html(&report, &deployment);
+        let provenance = provenance(context, &args);
+        let html = sovereign_verify::render_html_with(&report, &deployment, &provenance);
         crate::cmd::init::write_atomically(path, &html)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -83,6 +84,33 @@ pub fn run(context: &Context, args: VerifyArgs) -> anyhow::Result<Outcome> {
     );
     print(&report, args.json)?;
     Ok(Outcome::from_passed(report.holds()))
+}
+
+/// When, by which sovereign and from which files (with their SHA-256) a report was
+/// made, for the HTML page an audit keeps.
+fn provenance(context: &Context, args: &VerifyArgs) -> sovereign_verify::Provenance {
+    use sha2::Digest as _;
+    let mut files: Vec<std::path::PathBuf> = vec![context.config_path().to_path_buf()];
+    if let Some(path) = &args.ruleset {
+        files.push(path.clone());
+    }
+    if let Some(dir) = &args.uci {
+        files.extend([dir.join("firewall"), dir.join("network")]);
+    }
+    let inputs = files
+        .into_iter()
+        .filter_map(|path| {
+            let bytes = std::fs::read(&path).ok()?;
+            let digest = sha2::Sha256::digest(&bytes);
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            Some((path.display().to_string(), hex))
+        })
+        .collect();
+    sovereign_verify::Provenance {
+        generated: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        inputs,
+    }
 }
 
 fn print(report: &Report, json: bool) -> anyhow::Result<()> {
