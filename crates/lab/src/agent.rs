@@ -49,6 +49,9 @@ pub fn parse_listener(text: &str) -> Result<Listener, String> {
     })
 }
 
+/// The embedding model the lab's emulator serves beside its chat model.
+pub const LAB_EMBEDDING_MODEL: &str = "nomic-embed-text:latest";
+
 /// Bind every listener, print `ready` on stdout, then serve until killed.
 pub fn serve(node: &str, listeners: &[Listener]) -> Result<(), LabError> {
     let mut emulators = Vec::new();
@@ -57,7 +60,15 @@ pub fn serve(node: &str, listeners: &[Listener]) -> Result<(), LabError> {
         let bind_error = |source| LabError::io(format!("{} {address}", listener.proto), source);
         match (listener.proto, listener.service) {
             (Proto::Tcp, Service::Api) => {
-                let config = ollama_emulator::EmulatorConfig::default();
+                // A chat model and an embedding model, so the checks through the
+                // tunnel cover embeddings too.
+                let config = ollama_emulator::EmulatorConfig {
+                    models: vec![
+                        ollama_emulator::DEFAULT_MODEL.to_string(),
+                        LAB_EMBEDDING_MODEL.to_string(),
+                    ],
+                    ..Default::default()
+                };
                 emulators
                     .push(ollama_emulator::Emulator::start(address, config).map_err(bind_error)?);
             }
