@@ -663,11 +663,6 @@ pub fn render_text(report: &ProbeReport) -> String {
                 Verdict::Fail => "MISMATCH",
                 Verdict::Leak => "LEAK (not enforceable: shared L2)",
             };
-            let verifier = match &r.verifier {
-                Some(v) if v.prediction.agrees_with(&r.observed) => v.prediction.label(),
-                Some(v) => format!("{} DISAGREES", v.prediction.label()),
-                None => String::new(),
-            };
             rows.push([
                 format!("{} [{}]", r.spec.source.label(), r.spec.from),
                 r.spec.destination.label().to_string(),
@@ -675,25 +670,10 @@ pub fn render_text(report: &ProbeReport) -> String {
                 expect,
                 r.observed.label(),
                 result.to_string(),
-                verifier,
+                verifier_label(r),
             ]);
         }
-        let mut widths = [0usize; 7];
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.len());
-            }
-        }
-        let mut text = String::new();
-        for row in rows {
-            let line: Vec<String> = row
-                .iter()
-                .zip(widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            let _ = writeln!(text, "  {}", line.join("  ").trim_end());
-        }
-        text
+        aligned(&rows)
     };
     out.push_str(&table(&report.enforced, false));
     for n in &report.not_probed {
@@ -850,23 +830,28 @@ fn compact_row(r: &ProbeResult, expect: &str) -> [String; 5] {
         Verdict::Fail => "MISMATCH",
         Verdict::Leak => "LEAK",
     };
-    let verifier = match &r.verifier {
-        Some(v) if v.prediction.agrees_with(&r.observed) => v.prediction.label(),
-        Some(v) => format!("{} DISAGREES", v.prediction.label()),
-        None => String::new(),
-    };
     let from = r.spec.source.label().replace(" (WAN)", "");
     [
         format!("{from} [{}]", r.spec.from),
         r.spec.destination.label().to_string(),
         destination,
         format!("{expect}: {seen} {result}"),
-        verifier,
+        verifier_label(r),
     ]
 }
 
-fn aligned(rows: &[[String; 5]]) -> String {
-    let mut widths = [0usize; 5];
+/// The static verifier's prediction, and whether the probe contradicted it.
+fn verifier_label(r: &ProbeResult) -> String {
+    match &r.verifier {
+        Some(v) if v.prediction.agrees_with(&r.observed) => v.prediction.label(),
+        Some(v) => format!("{} DISAGREES", v.prediction.label()),
+        None => String::new(),
+    }
+}
+
+/// Rows as left-aligned columns, two spaces apart, indented by two.
+fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
