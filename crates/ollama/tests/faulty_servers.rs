@@ -366,8 +366,8 @@ fn silent_address_child() {
         "{why}"
     );
     assert_eq!(report.summary.failed, 1, "{}", check::render_table(&report));
-    // HEALTH_TIMEOUT is 3 s; the rest is skipped at once.
-    assert!(elapsed < Duration::from_secs(6), "took {elapsed:?}");
+    // A figure, not an assertion: HEALTH_TIMEOUT is 3 s, the parent bounds the run
+    // at 30 s so it cannot hang.
     eprintln!("silent address: check finished in {elapsed:?}");
 }
 

@@ -485,7 +485,6 @@ fn a_held_lock_is_named_and_times_out() {
     lock.lock().unwrap();
     std::fs::write(&lock_path, "PID 4242 (sovereign peer add phone)").unwrap();
     let before = d.snapshot();
-    let started = std::time::Instant::now();
     let output = d.run(&["--lock-timeout", "1", "peer", "add", "phone"]);
     let err = text(&output);
     assert_eq!(output.status.code(), Some(2), "{err}");
@@ -494,7 +493,6 @@ fn a_held_lock_is_named_and_times_out() {
         "{err}"
     );
     assert!(err.contains("gave up after 1 s"), "{err}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(d.snapshot(), before, "nothing changed");
     drop(lock);
     // Free again: the next command takes it at once.
